@@ -1,0 +1,16 @@
+"""catty-jupyter: coding agents in persistent, sandboxed sessions owned by the Jupyter server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Tell jupyter_server where the extension lives."""
+    from .server.app import CattyExtension
+
+    return [{"module": "catty_jupyter.server.app", "app": CattyExtension}]

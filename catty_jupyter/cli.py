@@ -1,0 +1,203 @@
+"""`jupyter catty …`: sessions from the terminal, talking to the running Jupyter server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .client import CattyClient, ClientError, ServerInfo, find_server
+
+TERMINAL_STATES = ("stopped", "failed", "expired")
+
+
+def render(event: dict[str, Any], full: bool = False) -> str | None:
+    """One event as terminal text (None for events a reader does not need to see)."""
+    kind, p = event["kind"], event.get("payload") or {}
+    if kind == "user":
+        return f"> {p.get('text', '')}"
+    if kind == "assistant":
+        return str(p["text"]) if p.get("text") else None
+    if kind == "tool_use":
+        inp = p.get("input") or {}
+        shown = inp.get("command") or inp.get("file_path") or json.dumps(inp)[:200]
+        return f"• {p.get('name')}: {shown}"
+    if kind == "tool_result":
+        out = str(p.get("output") or "")
+        if not full and out.count("\n") > 20:
+            lines = out.splitlines()
+            out = "\n".join([*lines[:20], f"… {len(lines) - 20} more lines (log --full)"])
+        return out.rstrip("\n") if out.strip() else None
+    if kind == "permission_request":
+        return (f"? permission to use {p.get('tool_name')}: {json.dumps(p.get('input'))[:200]}\n"
+                f"  answer: jupyter catty allow|deny LABEL {p.get('request_id')}")  # fmt: skip
+    if kind == "permission_decision":
+        return f"  {p.get('behavior')} by {event.get('client') or 'someone'} {p.get('message') or ''}".rstrip()
+    if kind == "result":
+        cost = p.get("total_cost_usd")
+        extra = f", ${cost:.4f}" if isinstance(cost, int | float) else ""
+        code = f", exit {p['exit_code']}" if "exit_code" in p else ""
+        return f"✓ turn done ({(p.get('duration_ms') or 0) / 1000:.1f} s{extra}{code})"
+    if kind in ("system", "error"):
+        msg = p.get("message")
+        return f"{'!' if kind == 'error' else '·'} {msg}" if msg else None
+    if kind == "status" and p.get("ready"):
+        return "· agent ready"
+    return None
+
+
+def _client(args: argparse.Namespace) -> CattyClient:
+    server = ServerInfo(args.url, args.token or "") if args.url else find_server()
+    return CattyClient(server, client_id=args.client)
+
+
+def _print_sessions(sessions: list[dict[str, Any]]) -> None:
+    if not sessions:
+        print("no sessions; start one with: jupyter catty new \"PROMPT\"")
+        return
+    now = time.time()
+    print(f"{'LABEL':<26} {'STATE':<9} {'ACTIVITY':<8} {'AGENT':<7} {'ENV':<10} AGE")
+    for s in sessions:
+        age = int(now - s["created"])
+        shown = f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s"
+        print(f"{s['label']:<26} {s['state']:<9} {s.get('activity') or '-':<8} {s['agent']:<7} "
+              f"{s['environment']:<10} {shown}")  # fmt: skip
+
+
+async def _follow(client: CattyClient, label: str, after: int, full: bool) -> None:
+    async for event in client.follow(label, after=after):
+        text = render(event, full)
+        if text is not None:
+            print(text, flush=True)
+        if event["kind"] in ("error", "system") and client.get(label)["state"] in TERMINAL_STATES:
+            return
+
+
+def cmd_new(c: CattyClient, a: argparse.Namespace) -> None:
+    """Start a session."""
+    repo = None if a.empty else str(Path(a.repo).resolve())
+    s = c.new(" ".join(a.prompt) or None, environment=a.env, agent=a.agent, repo=repo)
+    if a.json:
+        print(json.dumps(s))
+        return
+    print(s["label"])
+    print(f"  follow it: jupyter catty log --follow {s['label']}", file=sys.stderr)
+
+
+def cmd_list(c: CattyClient, a: argparse.Namespace) -> None:
+    """List sessions."""
+    sessions = c.list(include_archived=a.all)
+    if a.json:
+        print(json.dumps(sessions))
+    else:
+        _print_sessions(sessions)
+
+
+def cmd_send(c: CattyClient, a: argparse.Namespace) -> None:
+    """Send a message."""
+    c.send(a.label, " ".join(a.message))
+
+
+def cmd_log(c: CattyClient, a: argparse.Namespace) -> None:
+    """Print the transcript, and with --follow keep printing."""
+    if a.json and not a.follow:
+        print(json.dumps(c.transcript(a.label, after=a.after)))
+        return
+    if a.follow:
+        asyncio.run(_follow(c, a.label, a.after, a.full))
+        return
+    for event in c.transcript(a.label, after=a.after, limit=5000):
+        text = render(event, a.full)
+        if text is not None:
+            print(text)
+
+
+def cmd_stop(c: CattyClient, a: argparse.Namespace) -> None:
+    """Stop a session."""
+    print(c.stop(a.label)["state"])
+
+
+def cmd_interrupt(c: CattyClient, a: argparse.Namespace) -> None:
+    """Interrupt the current turn."""
+    c.interrupt(a.label)
+
+
+def cmd_answer(c: CattyClient, a: argparse.Namespace) -> None:
+    """Answer a permission request."""
+    c.answer(a.label, a.request_id, a.command, a.message or "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `jupyter catty`."""
+    parser = argparse.ArgumentParser(
+        prog="jupyter catty",
+        description="Coding agents in sandboxed sessions owned by your Jupyter server.",
+    )
+    parser.add_argument("--url", help="the Jupyter server (default: $CATTY_URL, else the running one)")
+    parser.add_argument("--token", help="its token (default: $CATTY_TOKEN, else from its runtime file)")
+    parser.add_argument("--client", help="name this terminal as a client (default: your user)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("new", help="start a session on a copy of a repository")
+    p.add_argument("prompt", nargs="*", help="the first message for the agent")
+    p.add_argument("--agent", help="claude or shell (default: the environment's)")
+    p.add_argument("--env", default="default", help="the environment (default: default)")
+    p.add_argument("--repo", default=".", help="the git repository to copy (default: here)")
+    p.add_argument("--empty", action="store_true", help="start in an empty workspace instead")
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("list", help="list your sessions")
+    p.add_argument("--all", action="store_true", help="include archived sessions")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("send", help="send a message to a session's agent")
+    p.add_argument("label")
+    p.add_argument("message", nargs="+")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("log", help="print a session's transcript")
+    p.add_argument("label")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--after", type=int, default=0, help="only events after this seq")
+    p.add_argument("--full", action="store_true", help="do not shorten long tool output")
+    p.add_argument("--json", action="store_true", help="print the events as JSON")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("stop", help="stop a session (its workspace and transcript stay)")
+    p.add_argument("label")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("interrupt", help="interrupt the agent's current turn")
+    p.add_argument("label")
+    p.set_defaults(func=cmd_interrupt)
+
+    for verb in ("allow", "deny"):
+        p = sub.add_parser(verb, help=f"{verb} a pending permission request")
+        p.add_argument("label")
+        p.add_argument("request_id")
+        p.add_argument("--message", "-m", help="what to tell the agent")
+        p.set_defaults(func=cmd_answer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `jupyter catty`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(_client(args), args)
+    except ClientError as exc:
+        print(f"jupyter catty: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

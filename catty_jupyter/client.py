@@ -1,0 +1,164 @@
+"""The one Python client of the catty REST/WebSocket API (the CLI, magics and widgets use it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+API = "catty/v1"
+
+
+class ClientError(Exception):
+    """The server refused a request, or could not be reached; the message says why."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a Jupyter server is and how to authenticate to it."""
+
+    url: str
+    token: str = ""
+
+    @property
+    def base(self) -> str:
+        """The server's base URL, with a trailing slash."""
+        return self.url if self.url.endswith("/") else self.url + "/"
+
+
+def find_server(cwd: Path | None = None) -> ServerInfo:
+    """The running Jupyter server to talk to: $CATTY_URL/$CATTY_TOKEN, else one that is running.
+
+    Among running servers (as `jupyter server list` finds them), prefer the one whose root
+    directory contains the current directory.
+    """
+    if os.environ.get("CATTY_URL"):
+        return ServerInfo(os.environ["CATTY_URL"], os.environ.get("CATTY_TOKEN", ""))
+    from jupyter_server.serverapp import list_running_servers
+
+    servers = list(list_running_servers())
+    if not servers:
+        raise ClientError(
+            "no running Jupyter server found; start one with `make lab` or `jupyter lab`, or "
+            "point at one with --url URL --token TOKEN (or $CATTY_URL and $CATTY_TOKEN)"
+        )
+    here = (cwd or Path.cwd()).resolve()
+
+    def depth(info: dict[str, Any]) -> int:
+        root = Path(str(info.get("root_dir") or "/")).resolve()
+        return len(root.parts) if here == root or root in here.parents else -1
+
+    best = max(servers, key=depth)
+    return ServerInfo(str(best["url"]), str(best.get("token") or ""))
+
+
+class CattyClient:
+    """Calls the catty API of one Jupyter server."""
+
+    def __init__(self, server: ServerInfo, client_id: str | None = None, timeout: float = 60):
+        self.server = server
+        self.client_id = client_id
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.server.token:
+            headers["Authorization"] = f"token {self.server.token}"
+        if self.client_id:
+            headers["X-Catty-Client"] = self.client_id
+        return headers
+
+    def url(self, path: str, **query: Any) -> str:
+        """The full URL of an API path."""
+        args = {k: v for k, v in query.items() if v is not None}
+        suffix = f"?{urllib.parse.urlencode(args)}" if args else ""
+        return f"{self.server.base}{API}/{path}{suffix}"
+
+    def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        """Call the API; return the decoded JSON answer or raise ClientError with its message."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url(path, **query), data=data, method=method,
+                                     headers=self._headers())  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                err = json.loads(raw)
+                message, reason = err.get("message") or exc.reason, err.get("reason")
+            except ValueError:
+                message, reason = f"{exc.code} {exc.reason}", None
+            if exc.code == 403 and not self.server.token:
+                message += " (no token given: pass --token or set $CATTY_TOKEN)"
+            raise ClientError(str(message), status=exc.code, reason=reason) from None
+        except urllib.error.URLError as exc:
+            raise ClientError(f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}") from None
+        return json.loads(raw) if raw else None
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def new(self, prompt: str | None, *, environment: str | None = None, agent: str | None = None,
+            repo: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Create a session; returns it (its `label` names it from now on)."""
+        body = {"prompt": prompt, "environment": environment, "agent": agent, "repo": repo,
+                "options": options or {}}  # fmt: skip
+        return self.request("POST", "sessions", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
+
+    def list(self, include_archived: bool = False) -> list[dict[str, Any]]:
+        """The caller's sessions, newest first."""
+        data = self.request("GET", "sessions", all=1 if include_archived else None)
+        return list(data["sessions"])
+
+    def get(self, label: str) -> dict[str, Any]:
+        """One session."""
+        return self.request("GET", f"sessions/{label}")  # type: ignore[no-any-return]
+
+    def send(self, label: str, text: str) -> None:
+        """Send a message to the session's agent."""
+        self.request("POST", f"sessions/{label}/messages", {"text": text})
+
+    def interrupt(self, label: str) -> None:
+        """Interrupt the agent's current turn."""
+        self.request("POST", f"sessions/{label}/interrupt", {})
+
+    def stop(self, label: str) -> dict[str, Any]:
+        """Stop the session."""
+        return self.request("POST", f"sessions/{label}/stop", {})  # type: ignore[no-any-return]
+
+    def answer(self, label: str, request_id: str, behavior: str, message: str = "") -> None:
+        """Answer a permission request."""
+        self.request("POST", f"sessions/{label}/permissions/{request_id}",
+                     {"behavior": behavior, "message": message})  # fmt: skip
+
+    def transcript(self, label: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Transcript events after AFTER."""
+        return list(self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit)["events"])
+
+    async def follow(self, label: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event after AFTER, then live ones as they happen, over the WebSocket."""
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self.url(f"sessions/{label}/stream", after=after).replace("http", "ws", 1)
+        headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
+        try:
+            conn = await websocket_connect(HTTPRequest(url, headers=headers))
+        except Exception as exc:
+            raise ClientError(f"cannot follow {label}: {exc}") from None
+        try:
+            while (raw := await conn.read_message()) is not None:
+                yield json.loads(raw)
+        finally:
+            conn.close()

@@ -1,0 +1,213 @@
+"""The SQLite store (WAL): sessions and the indexed copy of every transcript."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .models import Activity, Event, Session, SessionState
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    state TEXT NOT NULL,
+    activity TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_activity REAL NOT NULL,
+    workspace TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    base_commit TEXT,
+    source TEXT,
+    archived INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    sandboxed INTEGER NOT NULL DEFAULT 1,
+    runtime TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE events (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    client TEXT,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"""
+
+_SESSION_COLUMNS = (
+    "id", "label", "owner", "agent", "environment", "state", "activity", "created",
+    "last_activity", "workspace", "branch", "base_commit", "source", "archived", "error",
+    "sandboxed", "runtime", "options",
+)  # fmt: skip
+
+
+class StoreError(Exception):
+    """The store cannot be used (for example, it was written by a newer catty-jupyter)."""
+
+
+class Store:
+    """Sessions and transcripts in one SQLite database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The manager calls in from its event loop and from worker threads; one connection
+        # guarded by a lock keeps SQLite's threading rules simple.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version stored in the database file."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer catty-jupyter (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade catty-jupyter or point data_dir elsewhere"
+            )
+        with self._lock:
+            if version == 0:
+                self._db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def add_session(self, session: Session) -> None:
+        """Insert a new session."""
+        row = self._session_row(session)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SESSION_COLUMNS)})",
+                row,
+            )
+
+    def save_session(self, session: Session) -> None:
+        """Write every field of an existing session."""
+        row = self._session_row(session)
+        assignments = ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS[1:])
+        with self._lock:
+            self._db.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*row[1:], row[0]))
+
+    def get_session(self, key: str) -> Session | None:
+        """The session whose label or id is KEY."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions WHERE label = ? OR id = ?",
+                (key, key),
+            ).fetchone()
+        return self._session_from_row(row) if row else None
+
+    def list_sessions(
+        self, owner: str | None = None, include_archived: bool = False
+    ) -> list[Session]:
+        """Sessions, newest first."""
+        query = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions WHERE 1=1"
+        args: list[Any] = []
+        if owner is not None:
+            query += " AND owner = ?"
+            args.append(owner)
+        if not include_archived:
+            query += " AND archived = 0"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created DESC", args).fetchall()
+        return [self._session_from_row(r) for r in rows]
+
+    def label_taken(self, label: str) -> bool:
+        """True when a session already has LABEL."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM sessions WHERE label = ?", (label,)).fetchone() is not None
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session and its indexed transcript."""
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    # -- transcript ---------------------------------------------------------------------------
+
+    def add_events(self, session_id: str, events: Iterable[Event]) -> list[Event]:
+        """Index events; return those that were new (a seq already present is skipped)."""
+        added: list[Event] = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for e in events:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, client, payload)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (session_id, e.seq, e.ts, e.kind, e.client, json.dumps(e.payload)),
+                    )
+                    if cur.rowcount:
+                        added.append(e)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[Event]:
+        """Events with `seq > after`, oldest first, at most LIMIT of them."""
+        query = "SELECT seq, ts, kind, client, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq"
+        args: list[Any] = [session_id, after]
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [
+            Event(seq=r[0], ts=r[1], kind=r[2], client=r[3], payload=json.loads(r[4])) for r in rows
+        ]
+
+    def last_seq(self, session_id: str) -> int:
+        """The newest indexed seq of a session, 0 when none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(seq) FROM events WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _session_row(s: Session) -> tuple[Any, ...]:
+        return (
+            s.id, s.label, s.owner, s.agent, s.environment, s.state.value, s.activity.value,
+            s.created, s.last_activity, s.workspace, s.branch, s.base_commit, s.source,
+            int(s.archived), s.error, int(s.sandboxed), json.dumps(s.runtime), json.dumps(s.options),
+        )  # fmt: skip
+
+    @staticmethod
+    def _session_from_row(row: tuple[Any, ...]) -> Session:
+        d = dict(zip(_SESSION_COLUMNS, row, strict=True))
+        return Session(
+            id=d["id"], label=d["label"], owner=d["owner"], agent=d["agent"],
+            environment=d["environment"], state=SessionState(d["state"]),
+            activity=Activity(d["activity"]), created=d["created"],
+            last_activity=d["last_activity"], workspace=d["workspace"], branch=d["branch"],
+            base_commit=d["base_commit"], source=d["source"], archived=bool(d["archived"]),
+            error=d["error"], sandboxed=bool(d["sandboxed"]), runtime=json.loads(d["runtime"]),
+            options=json.loads(d["options"]),
+        )  # fmt: skip

@@ -1,0 +1,147 @@
+"""Build the bubblewrap command line that confines one session's process tree."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Network = Literal["none", "full"]
+NETWORK_LEVELS: tuple[str, ...] = ("none", "full")
+
+INSTALL_HINT = (
+    "bubblewrap is not installed, so sessions cannot be sandboxed. Install the `bubblewrap` "
+    "package (for example `sudo apt-get install bubblewrap`), or let an administrator run "
+    "sessions unsandboxed with CattyExtension.runtime_kernel = 'catty-runtime-unsandboxed'."
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot sandbox a session; the message says what to install."""
+
+
+@dataclass
+class SandboxSpec:
+    """What one session's sandbox may see and do."""
+
+    workspace: Path
+    home: Path
+    state_dir: Path
+    runtime_dir: Path
+    """Holds the kernel's connection file and IPC sockets; the server reaches the kernel here."""
+    network: Network = "none"
+    hidden: list[Path] = field(default_factory=list)
+    """Host directories the session must not see (the user's home, other sessions, Jupyter's
+    runtime directory); each is replaced by an empty tmpfs."""
+    readable: list[Path] = field(default_factory=list)
+    """Directories to show again read-only under a hidden one (the Python the runtime needs)."""
+    env: dict[str, str] = field(default_factory=dict)
+    hostname: str = "catty"
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as plain JSON (it travels through the kernel manager as a launch argument)."""
+        return {
+            "workspace": str(self.workspace),
+            "home": str(self.home),
+            "state_dir": str(self.state_dir),
+            "runtime_dir": str(self.runtime_dir),
+            "network": self.network,
+            "hidden": [str(p) for p in self.hidden],
+            "readable": [str(p) for p in self.readable],
+            "env": dict(self.env),
+            "hostname": self.hostname,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SandboxSpec:
+        """Read a spec written by `to_json`."""
+        network = data.get("network", "none")
+        if network not in NETWORK_LEVELS:
+            raise ValueError(f"unknown network level {network!r}")
+        return cls(
+            workspace=Path(data["workspace"]),
+            home=Path(data["home"]),
+            state_dir=Path(data["state_dir"]),
+            runtime_dir=Path(data["runtime_dir"]),
+            network=network,
+            hidden=[Path(p) for p in data.get("hidden", [])],
+            readable=[Path(p) for p in data.get("readable", [])],
+            env=dict(data.get("env", {})),
+            hostname=str(data.get("hostname", "catty")),
+        )
+
+
+def find_bwrap() -> str:
+    """The bubblewrap executable, or SandboxUnavailable with what to install."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable(INSTALL_HINT)
+    return path
+
+
+def python_paths() -> list[Path]:
+    """Directories the runtime's Python needs to see, wherever they live."""
+    import catty_jupyter
+
+    package_root = Path(catty_jupyter.__file__).resolve().parent.parent
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), package_root}
+    exe = Path(sys.executable)
+    paths.add(exe.resolve().parent.parent)
+    return sorted(paths)
+
+
+def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) -> list[str]:
+    """The bwrap argv that runs ARGV confined by SPEC."""
+    cmd = [bwrap or find_bwrap()]
+    cmd += ["--unshare-all"]
+    if spec.network == "full":
+        cmd += ["--share-net"]
+    cmd += [
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--tmpfs", "/run",
+        "--new-session",
+        "--hostname", spec.hostname,
+    ]  # fmt: skip
+    # Hide whole trees first, then show again (read-only) what the runtime's Python needs and
+    # (writable) the session's own directories: bwrap applies mounts in order.
+    for hidden in _outermost(spec.hidden):
+        cmd += ["--tmpfs", str(hidden)]
+    for readable in _outermost(spec.readable):
+        if any(_is_within(readable, h) for h in spec.hidden):
+            cmd += ["--ro-bind", str(readable), str(readable)]
+    for writable in (spec.workspace, spec.home, spec.state_dir, spec.runtime_dir):
+        cmd += ["--bind", str(writable), str(writable)]
+    # ipykernel treats a vanished JPY_PARENT_PID as its parent dying; in a new PID namespace
+    # that pid means nothing, so drop it.
+    cmd += ["--unsetenv", "JPY_PARENT_PID"]
+    env = {
+        "HOME": str(spec.home),
+        "TMPDIR": "/tmp",
+        "CATTY_REMOTE": "true",
+        "CLAUDE_CODE_REMOTE": "true",
+        "CATTY_NETWORK": spec.network,
+        **spec.env,
+    }
+    for name, value in env.items():
+        cmd += ["--setenv", name, value]
+    cmd += ["--chdir", str(spec.workspace), "--"]
+    return cmd + list(argv)
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _outermost(paths: list[Path]) -> list[Path]:
+    """Drop paths inside other listed paths (mounting the outer one covers them)."""
+    unique = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in unique:
+        if not any(_is_within(p, k) for k in kept):
+            kept.append(p)
+    return kept

@@ -1,0 +1,1 @@
+"""The jupyter-server extension: the session manager, REST and WebSocket handlers."""

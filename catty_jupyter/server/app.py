@@ -1,0 +1,133 @@
+"""The jupyter-server extension: configuration, the session manager, the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Dict, Int, Unicode, default
+
+from ..core.environments import Environment
+from . import handlers
+from .manager import SessionManager
+
+DEMO_ENVIRONMENT = "demo"
+
+
+class CattyExtension(ExtensionApp):
+    """Run coding agents in sandboxed sessions owned by this Jupyter server."""
+
+    name = "catty_jupyter"
+
+    data_dir = Unicode(
+        help="Where sessions (workspaces, transcripts) and the SQLite store live. "
+        "Defaults to `catty` inside the Jupyter data directory.",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "catty")
+
+    runtime_kernel = Unicode(
+        "catty-runtime",
+        help="The kernelspec that runs session runtimes. `catty-runtime` confines each session "
+        "with bubblewrap; `catty-runtime-unsandboxed` does not (every transcript then says so); "
+        "any kernelspec with another provisioner (e.g. gateway_provisioners) runs it elsewhere.",
+    ).tag(config=True)
+
+    environments = Dict(
+        help="Environments defined by the administrator: name -> {agent, network ('none' or "
+        "'full'), env {NAME: value}, options {permission_mode, model}, description}. `default` "
+        "always exists; with demo_model, so does `demo`.",
+    ).tag(config=True)
+
+    demo_model = Bool(
+        False,
+        help="Run the scripted demo model inside the server and offer the `demo` environment, "
+        "which drives the real Claude Code agent with no API key.",
+    ).tag(config=True)
+
+    max_workspace_bytes = Int(
+        1 << 30, help="The largest source repository a session may copy, in bytes."
+    ).tag(config=True)
+
+    max_message_bytes = Int(
+        256 * 1024, help="The largest message a client may send to an agent, in bytes."
+    ).tag(config=True)
+
+    def initialize_settings(self) -> None:
+        """Create the session manager and hand it to the handlers."""
+        self.demo_server: Any = None
+        self._demo_started = False
+        self._demo_lock = asyncio.Lock()
+        envs = self._environments()
+        self.manager = SessionManager(
+            data_dir=Path(self.data_dir),
+            environments=envs,
+            runtime_kernel=self.runtime_kernel,
+            max_workspace_bytes=self.max_workspace_bytes,
+            max_message_bytes=self.max_message_bytes,
+            hidden_paths=[Path.home(), Path(self.serverapp.root_dir)],
+            parent=self,
+            log=self.log,
+        )
+        self.manager.prepare_environment = self._prepare_environment
+        self.settings["catty_manager"] = self.manager
+        # JupyterHub's idle culler reads the newest `*_last_activity` setting: a busy agent keeps
+        # the user's server alive.
+        self.settings["catty_last_activity"] = self.manager.touch
+
+    def _environments(self) -> dict[str, Environment]:
+        envs = {"default": Environment(name="default", network="full",
+                                       description="Claude Code with full network access")}  # fmt: skip
+        if self.demo_model:
+            from ..demo import DemoModelServer
+
+            self.demo_server = DemoModelServer()
+            self._demo_port = _free_port()
+            envs[DEMO_ENVIRONMENT] = self._demo_environment()
+        for name, data in self.environments.items():
+            envs[name] = Environment.from_config(name, dict(data))
+        return envs
+
+    def _demo_environment(self) -> Environment:
+        return Environment(
+            name=DEMO_ENVIRONMENT, agent="claude", network="none",
+            env={"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._demo_port}", "ANTHROPIC_API_KEY": "demo-no-key"},
+            options={"permission_mode": "acceptEdits"},
+            description="The scripted demo model drives the real Claude Code; no API key needed",
+        )  # fmt: skip
+
+    async def _prepare_environment(self, env: Environment) -> None:
+        """Start the demo model the first time a session needs it."""
+        if env.name == DEMO_ENVIRONMENT and self.demo_server is not None:
+            async with self._demo_lock:
+                if not self._demo_started:
+                    await self.demo_server.start(port=self._demo_port)
+                    self._demo_started = True
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Start the demo model with the server, so it answers from the first session on."""
+        if self.demo_server is not None:
+            await self._prepare_environment(self.manager.environment(DEMO_ENVIRONMENT))
+
+    def initialize_handlers(self) -> None:
+        """Register the REST and WebSocket routes under {base_url}catty/v1/."""
+        self.handlers.extend(handlers.default_handlers)
+
+    async def stop_extension(self) -> None:
+        """Stop every runtime and the demo model."""
+        await self.manager.shutdown()
+        if self.demo_server is not None and self._demo_started:
+            await self.demo_server.stop()
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

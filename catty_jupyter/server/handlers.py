@@ -1,0 +1,263 @@
+"""REST handlers under {base_url}catty/v1/: thin translations of HTTP into manager calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..core.errors import CattyError
+from .manager import SessionManager
+from .stream import StreamHandler
+
+AUTH_RESOURCE = "catty"
+MAX_BODY_BYTES = 1 << 20
+
+
+class CattyHandler(APIHandler):
+    """Shared plumbing: the manager, the caller's identity, JSON bodies, error mapping."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def manager(self) -> SessionManager:
+        """The session manager."""
+        return self.settings["catty_manager"]  # type: ignore[no-any-return]
+
+    @property
+    def owner(self) -> str:
+        """The acting user's name, recorded on what they create.
+
+        Sessions belong to the Jupyter server (one per user, as on JupyterHub), so anyone the
+        server's authorizer lets in sees them all; a token login without a user name gets a new
+        anonymous name on every request, so names cannot be used to filter.
+        """
+        user = self.current_user
+        return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
+
+    def client_id(self, body: dict[str, Any] | None = None) -> str:
+        """Who is acting: a client-chosen identity (a device or tab), else the user."""
+        chosen = (body or {}).get("client") or self.request.headers.get("X-Catty-Client")
+        return str(chosen)[:100] if chosen else self.owner
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object, or a 400/413 saying what is wrong with it."""
+        raw = self.request.body or b"{}"
+        if len(raw) > MAX_BODY_BYTES:
+            raise CattyError(f"the request body is over {MAX_BODY_BYTES} bytes", status=413,
+                             reason="too_large")  # fmt: skip
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise CattyError(f"the request body is not valid JSON: {exc}", reason="bad_json") from None
+        if not isinstance(data, dict):
+            raise CattyError("the request body must be a JSON object", reason="bad_json")
+        return data
+
+    def session(self, key: str) -> Any:
+        """The caller's session KEY (label or id), or 404."""
+        return self.manager.get(key)
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        """Finish with a JSON body."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors are JSON `{"message", "reason"}`."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CattyError):
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"message": exc.message, "reason": exc.reason}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, CattyError):
+            self.log.info("catty: %s %s -> %s %s", self.request.method, self.request.path,
+                          e.status, e.message)  # fmt: skip
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+def _int_arg(handler: CattyHandler, name: str, default: int | None) -> int | None:
+    value = handler.get_argument(name, None)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise CattyError(f"{name} must be a whole number, not {value!r}", reason="bad_argument") from None
+    if number < 0:
+        raise CattyError(f"{name} must not be negative", reason="bad_argument")
+    return number
+
+
+class SessionsHandler(CattyHandler):
+    """List and create sessions."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """List the caller's sessions (`?all=1` includes archived ones)."""
+        include = self.get_argument("all", "0") in ("1", "true", "yes")
+        sessions = self.manager.list(include_archived=include)
+        self.reply({"sessions": [s.to_json() for s in sessions]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Create a session: workspace from `repo` (or empty), then the agent gets `prompt`."""
+        body = self.body()
+        prompt = body.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise CattyError("prompt must be a string", reason="bad_prompt")
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise CattyError("options must be an object", reason="bad_options")
+        session = await self.manager.create(
+            owner=self.owner, prompt=prompt or None,
+            environment=str(body.get("environment") or "default"),
+            agent=body.get("agent") or None, repo=body.get("repo") or None,
+            options=options, client=self.client_id(body),
+        )  # fmt: skip
+        self.reply(session.to_json(), status=201)
+
+
+class SessionHandler(CattyHandler):
+    """One session."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """The session's state."""
+        session = self.session(key)
+        data = session.to_json()
+        data["pending_permissions"] = [e.payload for e in self.manager.pending_permissions(session).values()]
+        self.reply(data)
+
+    @web.authenticated
+    @authorized
+    async def patch(self, key: str) -> None:
+        """Change what may change: `archived`."""
+        session = self.session(key)
+        body = self.body()
+        if "archived" in body:
+            session.archived = bool(body["archived"])
+            self.manager.store.save_session(session)
+        self.reply(session.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, key: str) -> None:
+        """Delete the session and everything on disk; needs `?confirm=LABEL`."""
+        session = self.session(key)
+        if self.get_argument("confirm", "") != session.label:
+            raise CattyError(
+                f"deleting removes the workspace and transcript for good; repeat the request "
+                f"with ?confirm={session.label}", reason="confirm_required",
+            )  # fmt: skip
+        await self.manager.delete(session)
+        self.set_status(204)
+        self.finish()
+
+
+class MessagesHandler(CattyHandler):
+    """Send a message to the agent."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str) -> None:
+        """Queue `text` for the agent; the transcript shows it when the runtime takes it."""
+        session = self.session(key)
+        raw = self.request.body or b""
+        if len(raw) > self.manager.max_message_bytes + 4096:
+            raise CattyError(
+                f"the message is over the {self.manager.max_message_bytes}-byte limit",
+                status=413, reason="too_large",
+            )  # fmt: skip
+        body = self.body()
+        text = body.get("text")
+        if not isinstance(text, str):
+            raise CattyError('the body must be {"text": "..."}', reason="bad_message")
+        await self.manager.send(session, text, self.client_id(body))
+        self.reply({"status": "sent"}, status=202)
+
+
+class ActionHandler(CattyHandler):
+    """`interrupt` and `stop`."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str, action: str) -> None:
+        """Interrupt the turn, or stop the session."""
+        session = self.session(key)
+        if action == "interrupt":
+            await self.manager.interrupt(session)
+            self.reply({"status": "interrupted"})
+        else:
+            body = self.body()
+            session = await self.manager.stop(session, client=self.client_id(body))
+            self.reply(session.to_json())
+
+
+class PermissionHandler(CattyHandler):
+    """Answer a permission request."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str, request_id: str) -> None:
+        """Allow, or deny with a message the agent will read."""
+        session = self.session(key)
+        body = self.body()
+        await self.manager.answer_permission(
+            session, request_id, str(body.get("behavior", "")), str(body.get("message") or ""),
+            self.client_id(body),
+        )  # fmt: skip
+        self.reply({"status": "answered"})
+
+
+class TranscriptHandler(CattyHandler):
+    """Pages of the transcript."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """Events with seq > `after`, at most `limit` (default 500, max 5000)."""
+        session = self.session(key)
+        after = _int_arg(self, "after", 0) or 0
+        limit = min(_int_arg(self, "limit", 500) or 500, 5000)
+        events = self.manager.transcript(session, after=after, limit=limit)
+        self.reply({"events": [e.to_json() for e in events],
+                    "last_seq": self.manager.store.last_seq(session.id)})  # fmt: skip
+
+
+class EnvironmentsHandler(CattyHandler):
+    """The environments sessions can start in."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """List environments (variable names only)."""
+        envs = self.manager.environments.values()
+        self.reply({"environments": [e.to_json() for e in envs]})
+
+
+_KEY = r"(?P<key>[A-Za-z0-9_-]+)"
+
+default_handlers = [
+    (r"/catty/v1/sessions", SessionsHandler),
+    (rf"/catty/v1/sessions/{_KEY}", SessionHandler),
+    (rf"/catty/v1/sessions/{_KEY}/messages", MessagesHandler),
+    (rf"/catty/v1/sessions/{_KEY}/(?P<action>interrupt|stop)", ActionHandler),
+    (rf"/catty/v1/sessions/{_KEY}/permissions/(?P<request_id>[A-Za-z0-9_-]+)", PermissionHandler),
+    (rf"/catty/v1/sessions/{_KEY}/transcript", TranscriptHandler),
+    (rf"/catty/v1/sessions/{_KEY}/stream", StreamHandler),
+    (r"/catty/v1/environments", EnvironmentsHandler),
+]

@@ -1,0 +1,446 @@
+"""The session manager: the owner of every session, its workspace and its runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_path, jupyter_runtime_dir
+from traitlets.config import LoggingConfigurable
+
+from ..agents import available_agents
+from ..core import workspace as workspaces
+from ..core.environments import Environment
+from ..core.errors import CattyError, Conflict, NotFound, TooLarge, Unavailable
+from ..core.journal import Journal
+from ..core.labels import new_label
+from ..core.models import Activity, Event, Session, SessionState
+from ..core.store import Store
+from ..runtime.config import RuntimeConfig
+from ..sandbox.bwrap import SandboxSpec, SandboxUnavailable, find_bwrap, python_paths
+from ..sandbox.portforward import PortForward, serve_unix_to_tcp
+from .runtime import RuntimeHandle
+
+UNSANDBOXED_WARNING = (
+    "This session is NOT sandboxed: the administrator configured the runtime kernel {kernel!r}, "
+    "whose provisioner does not confine the agent. It can read and write everything you can."
+)
+
+
+class SessionManager(LoggingConfigurable):
+    """Create, find, drive and end sessions; fan their transcripts out to subscribers."""
+
+    def __init__(
+        self, *, data_dir: Path, environments: dict[str, Environment], runtime_kernel: str,
+        max_workspace_bytes: int, max_message_bytes: int, hidden_paths: list[Path],
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        self.data_dir = data_dir
+        self.environments = environments
+        self.runtime_kernel = runtime_kernel
+        self.max_workspace_bytes = max_workspace_bytes
+        self.max_message_bytes = max_message_bytes
+        self.hidden_paths = hidden_paths
+        self.store = Store(data_dir / "catty.db")
+        # Also look where pip put this package's own kernelspecs, whatever JUPYTER_PATH says.
+        kernel_dirs = [*jupyter_path("kernels"), str(Path(sys.prefix, "share", "jupyter", "kernels"))]
+        self.spec_manager = KernelSpecManager(parent=self, kernel_dirs=kernel_dirs)
+        self.runtimes: dict[str, RuntimeHandle] = {}
+        self._forwards: dict[str, list[asyncio.Server]] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._ready: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.prepare_environment: Callable[[Environment], Awaitable[None]] | None = None
+        """Called before a runtime launches in an environment (the demo model starts here)."""
+        self._recover_after_restart()
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def session_dir(self, session: Session) -> Path:
+        """Where a session's workspace, home and state live."""
+        return self.data_dir / "sessions" / session.id
+
+    def runtime_dir(self, session: Session) -> Path:
+        """A short path for the kernel's IPC sockets (unix socket paths are limited to 108 bytes)."""
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/catty-{os.getuid()}")
+        return base / session.id[:12]
+
+    def journal(self, session: Session) -> Journal:
+        """The session's transcript journal."""
+        return Journal(self.session_dir(session) / "state" / "journal.jsonl")
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def get(self, key: str, owner: str | None = None) -> Session:
+        """The session with label or id KEY, or NotFound."""
+        session = self.store.get_session(key)
+        if session is None or (owner is not None and session.owner != owner):
+            raise NotFound(f"no session {key!r}; `jupyter catty list` shows your sessions")
+        return session
+
+    def list(self, owner: str | None = None, include_archived: bool = False) -> list[Session]:
+        """Sessions, newest first."""
+        return self.store.list_sessions(owner=owner, include_archived=include_archived)
+
+    def transcript(self, session: Session, after: int = 0, limit: int | None = None) -> list[Event]:
+        """Indexed transcript events after AFTER."""
+        return self.store.events(session.id, after=after, limit=limit)
+
+    def environment(self, name: str) -> Environment:
+        """The environment called NAME, or NotFound."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise NotFound(f"no environment {name!r}; known environments: {known}") from None
+
+    # -- creation -----------------------------------------------------------------------------
+
+    async def create(
+        self, *, owner: str, prompt: str | None, environment: str = "default",
+        agent: str | None = None, repo: str | None = None, options: dict[str, Any] | None = None,
+        client: str | None = None,
+    ) -> Session:  # fmt: skip
+        """Make a session: check everything, copy the workspace, then launch its runtime."""
+        env = self.environment(environment)
+        agent_name = agent or env.agent
+        if agent_name not in available_agents():
+            raise CattyError(
+                f"unknown agent {agent_name!r}; installed agents: {', '.join(available_agents())}",
+                reason="unknown_agent",
+            )
+        if prompt is not None:
+            self._check_message(prompt)
+        sandboxed = self._check_runtime_kernel()
+        session = Session(
+            id=uuid.uuid4().hex, label=new_label(self.store.label_taken), owner=owner,
+            agent=agent_name, environment=env.name, sandboxed=sandboxed,
+            options={**env.options, **(options or {}), "network": env.network},
+        )  # fmt: skip
+        root = self.session_dir(session)
+        try:
+            ws = await asyncio.to_thread(self._make_workspace, session, root, repo)
+            session.workspace, session.branch = str(ws.path), ws.branch
+            session.base_commit, session.source = ws.base_commit, ws.source
+            for sub in ("home", "state"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            self.store.add_session(session)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        journal = self.journal(session)
+        if not sandboxed:
+            journal.append("system", {"message": UNSANDBOXED_WARNING.format(kernel=self.runtime_kernel),
+                                      "unsandboxed": True})  # fmt: skip
+        source = f"a copy of {ws.source}" if ws.source else "an empty workspace"
+        journal.append(
+            "system",
+            {"message": f"session {session.label} created in environment {env.name!r} on "
+             f"{source}, branch {ws.branch}", "branch": ws.branch, "base_commit": ws.base_commit,
+             "snapshot_commit": ws.snapshot_commit, "network": env.network},
+            client=client,
+        )  # fmt: skip
+        self._index_journal(session)
+        self._ready[session.id] = asyncio.Event()
+        self._spawn(self._launch(session, env, prompt, client))
+        return session
+
+    def _check_message(self, text: str) -> None:
+        size = len(text.encode())
+        if size > self.max_message_bytes:
+            raise TooLarge(
+                f"the message is {size} bytes, over the {self.max_message_bytes}-byte limit "
+                "(CattyExtension.max_message_bytes); send a shorter message or attach a file"
+            )
+
+    def _check_runtime_kernel(self) -> bool:
+        """Refuse early when the runtime cannot be launched; say whether it is sandboxed."""
+        try:
+            spec = self.spec_manager.get_kernel_spec(self.runtime_kernel)
+        except NoSuchKernel:
+            raise Unavailable(
+                f"the runtime kernel {self.runtime_kernel!r} is not installed; reinstall "
+                "catty-jupyter (pip install catty-jupyter) so its kernelspecs are in place"
+            ) from None
+        name = (spec.metadata.get("kernel_provisioner") or {}).get("provisioner_name")
+        sandboxed = name == "catty-sandbox"
+        if sandboxed:
+            try:
+                find_bwrap()
+            except SandboxUnavailable as exc:
+                raise Unavailable(str(exc), reason="no_sandbox") from None
+        return sandboxed
+
+    def _make_workspace(self, session: Session, root: Path, repo: str | None) -> Any:
+        dest = root / "workspace"
+        if repo is None:
+            return workspaces.create_empty(dest, session.label)
+        try:
+            return workspaces.create_from_repo(
+                Path(repo).expanduser(), dest, session.label, max_bytes=self.max_workspace_bytes
+            )
+        except workspaces.WorkspaceError as exc:
+            status = 413 if exc.reason == "too_large" else 400
+            raise CattyError(str(exc), reason=exc.reason, status=status) from None
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    def _sandbox_spec(self, session: Session, env: Environment, runtime_dir: Path) -> SandboxSpec:
+        root = self.session_dir(session)
+        hidden = [*self.hidden_paths, self.data_dir, Path(jupyter_runtime_dir())]
+        return SandboxSpec(
+            workspace=root / "workspace", home=root / "home", state_dir=root / "state",
+            runtime_dir=runtime_dir, network="full" if env.network == "full" else "none",
+            hidden=[p for p in hidden if str(p) not in ("/", "")], readable=python_paths(),
+            hostname=f"catty-{session.label}",
+        )  # fmt: skip
+
+    async def _forward_model_port(
+        self, session: Session, env: Environment, runtime_dir: Path
+    ) -> list[PortForward]:
+        """With no network, relay a local model endpoint (the demo model) into the sandbox."""
+        if env.network == "full":
+            return []
+        url = urlsplit(env.env.get("ANTHROPIC_BASE_URL", ""))
+        if url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+            return []
+        sock = runtime_dir / f"fwd-{url.port}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        server = await serve_unix_to_tcp(str(sock), "127.0.0.1", url.port)
+        self._forwards.setdefault(session.id, []).append(server)
+        return [PortForward(port=url.port, socket=str(sock))]
+
+    async def _launch(
+        self, session: Session, env: Environment, prompt: str | None, client: str | None,
+        resume: bool = False,
+    ) -> None:  # fmt: skip
+        root = self.session_dir(session)
+        runtime_dir = self.runtime_dir(session)
+        handle = RuntimeHandle(self.runtime_kernel, self.spec_manager, runtime_dir, self.log)
+        self.runtimes[session.id] = handle
+        try:
+            if self.prepare_environment is not None:
+                await self.prepare_environment(env)
+            forwards = await self._forward_model_port(session, env, runtime_dir)
+            config = RuntimeConfig(
+                label=session.label, agent=session.agent, workspace=str(root / "workspace"),
+                home=str(root / "home"), state_dir=str(root / "state"), options=session.options,
+                forwards=forwards, resume=resume,
+            )  # fmt: skip
+            config_path = root / "state" / "runtime.json"
+            config.write(config_path)
+            await handle.start(
+                self._sandbox_spec(session, env, runtime_dir), dict(env.env), config_path,
+                on_event=lambda e: self._on_event(session.id, e),
+                on_exit=lambda code: self._on_runtime_exit(session.id, code),
+            )  # fmt: skip
+            session = self.get(session.id)
+            session.runtime = {"kernel_id": handle.km.kernel_id, "runtime_dir": str(runtime_dir)}
+            self.store.save_session(session)
+            handle.control({"type": "start"})
+            await self._wait_ready(session)
+        except Exception as exc:
+            self.log.exception("catty: session %s failed to start", session.label)
+            await self._fail(session.id, f"the session could not start: {exc}")
+            return
+        if prompt:
+            self.runtimes[session.id].send_message(prompt, client)
+
+    async def _wait_ready(self, session: Session, timeout: float = 120) -> None:
+        ready = self._ready.setdefault(session.id, asyncio.Event())
+        try:
+            await asyncio.wait_for(ready.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"the {session.agent} agent did not get ready in {timeout:.0f} s") from None
+        current = self.get(session.id)
+        if current.state is not SessionState.RUNNING:
+            raise RuntimeError(current.error or "the agent failed to start")
+
+    async def _on_event(self, session_id: str, event: Event) -> None:
+        """Index an event published by a runtime and fan it out (catching up any gap)."""
+        session = self.store.get_session(session_id)
+        if session is None:
+            return
+        if event.seq == self.store.last_seq(session_id) + 1:
+            new = self.store.add_events(session_id, [event])
+        else:
+            new = self._index_journal(session)
+        for e in new:
+            self._apply(session, e)
+        self.store.save_session(session)
+        for e in new:
+            self._publish(session_id, e)
+
+    def _apply(self, session: Session, event: Event) -> None:
+        """Update the session's state from one of its events."""
+        session.last_activity = max(session.last_activity, event.ts)
+        if event.kind == "status" and event.payload.get("activity") in {a.value for a in Activity}:
+            session.activity = Activity(event.payload["activity"])
+            if event.payload.get("ready") and session.state is SessionState.STARTING:
+                session.state = SessionState.RUNNING
+                if session.id in self._ready:
+                    self._ready[session.id].set()
+        elif event.kind == "error" and event.payload.get("fatal"):
+            session.error = str(event.payload.get("message"))
+
+    def _index_journal(self, session: Session) -> list[Event]:
+        """Bring the indexed transcript up to date with the journal; return what was new."""
+        last = self.store.last_seq(session.id)
+        return self.store.add_events(session.id, list(self.journal(session).read(after=last)))
+
+    async def _on_runtime_exit(self, session_id: str, code: int | None) -> None:
+        await self._fail(session_id, f"the runtime exited unexpectedly (exit status {code})")
+
+    async def _fail(self, session_id: str, message: str) -> None:
+        """Mark a session failed, with the cause as an `error` event, and release its runtime."""
+        await self._release(session_id)
+        session = self.store.get_session(session_id)
+        if session is None:
+            return
+        self._index_journal(session)
+        event = self.journal(session).append("error", {"message": message, "fatal": True})
+        session.state, session.error = SessionState.FAILED, message
+        self._finish(session, [event])
+        if session_id in self._ready:
+            self._ready[session_id].set()
+
+    def _finish(self, session: Session, events: list[Event]) -> None:
+        new = self.store.add_events(session.id, events) + self._index_journal(session)
+        self.store.save_session(session)
+        for e in sorted(new, key=lambda e: e.seq):
+            self._publish(session.id, e)
+
+    async def _release(self, session_id: str, now: bool = False) -> None:
+        handle = self.runtimes.pop(session_id, None)
+        if handle is not None:
+            await handle.shutdown(now=now)
+        for server in self._forwards.pop(session_id, []):
+            server.close()
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def _running(self, session: Session) -> RuntimeHandle:
+        handle = self.runtimes.get(session.id)
+        if session.state is not SessionState.RUNNING or handle is None:
+            raise Conflict(
+                f"session {session.label} is {session.state.value}, not running"
+                + ("; wait until it is ready" if session.state is SessionState.STARTING else ""),
+                reason="not_running",
+            )
+        return handle
+
+    async def send(self, session: Session, text: str, client: str | None) -> None:
+        """Send a user message to the session's agent."""
+        self._check_message(text)
+        if not text.strip():
+            raise CattyError("the message is empty", reason="empty_message")
+        if session.state is SessionState.STARTING:
+            await self._wait_ready(session)
+            session = self.get(session.id)
+        self._running(session).send_message(text, client)
+
+    async def interrupt(self, session: Session) -> None:
+        """Interrupt the current turn."""
+        await self._running(session).interrupt()
+
+    def pending_permissions(self, session: Session) -> dict[str, Event]:
+        """Permission requests that have not been answered yet, by request id."""
+        pending: dict[str, Event] = {}
+        for event in self.store.events(session.id):
+            rid = str(event.payload.get("request_id", ""))
+            if event.kind == "permission_request":
+                pending[rid] = event
+            elif event.kind == "permission_decision":
+                pending.pop(rid, None)
+        return pending
+
+    async def answer_permission(
+        self, session: Session, request_id: str, behavior: str, message: str, client: str | None
+    ) -> None:
+        """Answer a pending permission request (allow, or deny with a message)."""
+        if behavior not in ("allow", "deny"):
+            raise CattyError("behavior must be 'allow' or 'deny'", reason="bad_behavior")
+        if request_id not in self.pending_permissions(session):
+            raise NotFound(f"no pending permission request {request_id!r} in {session.label}")
+        self._running(session).control(
+            {"type": "permission_reply", "request_id": request_id, "behavior": behavior,
+             "message": message, "client": client}
+        )  # fmt: skip
+
+    async def stop(self, session: Session, client: str | None = None) -> Session:
+        """End the session's runtime; its workspace and transcript stay."""
+        if not session.state.is_live:
+            return session
+        await self._release(session.id)
+        session = self.get(session.id)
+        event = self.journal(session).append("system", {"message": "session stopped"}, client=client)
+        session.state = SessionState.STOPPED
+        self._finish(session, [event])
+        return session
+
+    async def delete(self, session: Session) -> None:
+        """Remove the session and everything it left on disk."""
+        await self._release(session.id, now=True)
+        shutil.rmtree(self.session_dir(session), ignore_errors=True)
+        shutil.rmtree(self.runtime_dir(session), ignore_errors=True)
+        self.store.delete_session(session.id)
+        self._ready.pop(session.id, None)
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    def subscribe(self, session_id: str) -> asyncio.Queue[Event]:
+        """A queue that receives every event indexed from now on."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._subscribers.setdefault(session_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, session_id: str, queue: asyncio.Queue[Event]) -> None:
+        """Stop delivering events to QUEUE."""
+        self._subscribers.get(session_id, set()).discard(queue)
+
+    def _publish(self, session_id: str, event: Event) -> None:
+        for queue in self._subscribers.get(session_id, ()):
+            queue.put_nowait(event)
+
+    # -- life of the manager --------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _recover_after_restart(self) -> None:
+        """Sessions left live by a server that is gone are stopped, with a note saying why."""
+        for session in self.store.list_sessions(include_archived=True):
+            if session.state.is_live:
+                self._index_journal(session)
+                event = self.journal(session).append(
+                    "system", {"message": "the Jupyter server restarted; the session was stopped"}
+                )
+                session.state = SessionState.STOPPED
+                self.store.add_events(session.id, [event])
+                self.store.save_session(session)
+
+    async def shutdown(self) -> None:
+        """Stop every runtime this manager started (the server is going away)."""
+        for session_id in list(self.runtimes):
+            with contextlib.suppress(Exception):
+                await self.stop(self.get(session_id))
+        self.store.close()
+
+    def touch(self) -> float:
+        """The newest activity of any session, for the server's idle reporting."""
+        sessions = self.store.list_sessions(include_archived=True)
+        return max((s.last_activity for s in sessions), default=time.time())

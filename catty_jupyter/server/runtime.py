@@ -1,0 +1,145 @@
+"""One session's runtime as the server sees it: a kernel manager, a client, the IOPub pump."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from ..core.models import Event
+from ..runtime.config import CONFIG_ENV, CONTROL_COMM, EVENT_MIMETYPE
+from ..sandbox.bwrap import SandboxSpec
+from ..sandbox.provisioner import SPEC_ARGUMENT
+
+# Variables a session inherits from the server's environment; nothing else crosses the wall
+# (a JupyterHub token in the server's environment must never reach an agent).
+INHERITED_ENV = (
+    "PATH", "LANG", "LANGUAGE", "TZ", "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+)  # fmt: skip
+
+EventSink = Callable[[Event], Awaitable[None]]
+ExitSink = Callable[[int | None], Awaitable[None]]
+
+
+class RuntimeHandle:
+    """Launch, talk to, watch and end one runtime kernel."""
+
+    def __init__(
+        self,
+        kernel_name: str,
+        spec_manager: KernelSpecManager,
+        runtime_dir: Path,
+        log: logging.Logger,
+    ) -> None:
+        self.runtime_dir = runtime_dir
+        self.log = log
+        runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.km = AsyncKernelManager(
+            kernel_name=kernel_name,
+            kernel_spec_manager=spec_manager,
+            transport="ipc",
+            ip=str(runtime_dir / "k"),
+            connection_file=str(runtime_dir / "kernel.json"),
+        )
+        self.client: AsyncKernelClient | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.stopping = False
+
+    @property
+    def sandboxed(self) -> bool:
+        """True when the kernelspec's provisioner confines the runtime."""
+        meta = self.km.kernel_spec.metadata if self.km.kernel_spec else {}
+        name = (meta.get("kernel_provisioner") or {}).get("provisioner_name")
+        return bool(name == "catty-sandbox")
+
+    async def start(
+        self, spec: SandboxSpec, env: dict[str, str], config_path: Path,
+        on_event: EventSink, on_exit: ExitSink,
+    ) -> None:  # fmt: skip
+        """Launch the kernel confined by SPEC and start forwarding its events."""
+        kernel_env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        kernel_env.update(env)
+        kernel_env[CONFIG_ENV] = str(config_path)
+        await self.km.start_kernel(
+            env=kernel_env, independent=True, **{SPEC_ARGUMENT: spec.to_json()}
+        )
+        self.client = self.km.client()
+        self.client.start_channels()
+        await self.client.wait_for_ready(timeout=60)
+        self._tasks.append(asyncio.create_task(self._pump(on_event)))
+        self._tasks.append(asyncio.create_task(self._watch(on_exit)))
+
+    async def _pump(self, on_event: EventSink) -> None:
+        assert self.client is not None
+        while True:
+            try:
+                msg = await self.client.get_iopub_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.05)
+                continue
+            if msg.get("msg_type") != "display_data":
+                continue
+            data = (msg.get("content") or {}).get("data") or {}
+            raw = data.get(EVENT_MIMETYPE)
+            if isinstance(raw, dict):
+                try:
+                    await on_event(Event.from_json(raw))
+                except Exception:
+                    self.log.exception("catty: could not index a transcript event")
+
+    async def _watch(self, on_exit: ExitSink) -> None:
+        while await self.km.is_alive():
+            await asyncio.sleep(0.5)
+        if self.stopping:
+            return
+        code = None
+        provisioner = self.km.provisioner
+        if provisioner is not None:
+            with contextlib.suppress(Exception):
+                code = await provisioner.poll()
+        await on_exit(code)
+
+    def send_message(self, text: str, client_id: str | None) -> None:
+        """Send a user message as an execute_request."""
+        assert self.client is not None
+        msg = self.client.session.msg(
+            "execute_request",
+            {"code": text, "silent": False, "store_history": True, "user_expressions": {},
+             "allow_stdin": False, "stop_on_error": False},
+            metadata={"catty_client": client_id},
+        )  # fmt: skip
+        self.client.shell_channel.send(msg)
+
+    def control(self, data: dict[str, Any]) -> None:
+        """Send a control message to the runtime on the catty comm."""
+        assert self.client is not None
+        msg = self.client.session.msg("comm_msg", {"comm_id": CONTROL_COMM, "data": data})
+        self.client.shell_channel.send(msg)
+
+    async def interrupt(self) -> None:
+        """Interrupt the agent's current turn."""
+        await self.km.interrupt_kernel()
+
+    async def shutdown(self, now: bool = False) -> None:
+        """End the runtime and stop watching it."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self.client is not None:
+            self.client.stop_channels()
+        with contextlib.suppress(Exception):
+            if self.km.has_kernel:
+                await self.km.shutdown_kernel(now=now)
+        with contextlib.suppress(Exception):
+            await self.km.cleanup_resources()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the system packages catty-jupyter needs (bubblewrap, git), or say what to install.
+set -euo pipefail
+
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v git >/dev/null 2>&1 || missing+=(git)
+if [ -z "$(command -v python3 2>/dev/null)" ]; then
+  missing+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "==> installing system packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "catty-jupyter needs these system packages: ${missing[*]}" >&2
+  echo "Install them, for example: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi

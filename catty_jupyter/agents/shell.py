@@ -151,6 +151,15 @@ def _session_groups(sid: int) -> set[int]:
     return groups
 
 
+def _program(pid: int) -> str:
+    """The program PID runs ("" where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _killpg(group: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, sig)
@@ -323,7 +332,7 @@ class ShellAgent(Agent):
         self._interrupt_at_go = None
         self._signal_foreground(turn)
 
-    def _signal_foreground(self, turn: _Turn, sig: signal.Signals | None = None) -> None:
+    def _signal_foreground(self, turn: _Turn) -> None:
         proc = self._proc
         if proc is None or self._exit_status is not None or self._master < 0:
             return
@@ -331,18 +340,23 @@ class ShellAgent(Agent):
             group = os.tcgetpgrp(self._master)
         except OSError:
             group = proc.pid
-        if sig is None:
-            turn.signals += 1
-            escalate = turn.signals > 1 and group != proc.pid  # never SIGKILL the shell itself
-            sig = signal.SIGKILL if escalate else signal.SIGINT
-            # The signal may race the shell starting a job, which would then miss it.
-            asyncio.get_running_loop().call_later(0.1, self._resignal, turn, group)
-        _killpg(group, sig)
+        turn.signals += 1
+        escalate = turn.signals > 1 and group != proc.pid  # never SIGKILL the shell itself
+        _killpg(group, signal.SIGKILL if escalate else signal.SIGINT)
+        # A job the shell was starting (between fork and exec) misses the signal; so when the
+        # foreground job is another one, or has run a new program since, signal it again.
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, self._resignal, turn, group, _program(group), 3)
 
-    def _resignal(self, turn: _Turn, group: int) -> None:
+    def _resignal(self, turn: _Turn, group: int, program: str, left: int) -> None:
+        if self._turn is not turn or turn.status is not None or self._master < 0 or left < 1:
+            return
         with contextlib.suppress(OSError):
-            if self._turn is turn and turn.status is None and os.tcgetpgrp(self._master) != group:
-                self._signal_foreground(turn, signal.SIGINT)
+            now = os.tcgetpgrp(self._master)
+            if now != group or _program(now) != program:
+                _killpg(now, signal.SIGINT)
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.1, self._resignal, turn, now, _program(now), left - 1)
 
     async def _pump(self, tool_id: str, turn: _Turn) -> int | None:
         """Emit the turn's output until its end marker (its status) or bash's death (None)."""

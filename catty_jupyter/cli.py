@@ -57,13 +57,17 @@ def _client(args: argparse.Namespace) -> CattyClient:
 
 def _print_sessions(sessions: list[dict[str, Any]]) -> None:
     if not sessions:
-        print("no sessions; start one with: jupyter catty new \"PROMPT\"")
+        print('no sessions; start one with: jupyter catty new "PROMPT"')
         return
     now = time.time()
     print(f"{'LABEL':<26} {'STATE':<9} {'ACTIVITY':<8} {'AGENT':<7} {'ENV':<10} AGE")
     for s in sessions:
         age = int(now - s["created"])
-        shown = f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s"
+        shown = (
+            f"{age // 3600}h{age % 3600 // 60:02d}m"
+            if age >= 3600
+            else f"{age // 60}m{age % 60:02d}s"
+        )
         print(f"{s['label']:<26} {s['state']:<9} {s.get('activity') or '-':<8} {s['agent']:<7} "
               f"{s['environment']:<10} {shown}")  # fmt: skip
 
@@ -90,7 +94,7 @@ def cmd_new(c: CattyClient, a: argparse.Namespace) -> None:
 
 def cmd_list(c: CattyClient, a: argparse.Namespace) -> None:
     """List sessions."""
-    sessions = c.list(include_archived=a.all)
+    sessions = c.list_sessions(include_archived=a.all)
     if a.json:
         print(json.dumps(sessions))
     else:
@@ -137,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter catty",
         description="Coding agents in sandboxed sessions owned by your Jupyter server.",
     )
-    parser.add_argument("--url", help="the Jupyter server (default: $CATTY_URL, else the running one)")
-    parser.add_argument("--token", help="its token (default: $CATTY_TOKEN, else from its runtime file)")
+    parser.add_argument(
+        "--url", help="the Jupyter server (default: $CATTY_URL, else the running one)"
+    )
+    parser.add_argument(
+        "--token", help="its token (default: $CATTY_TOKEN, else from its runtime file)"
+    )
     parser.add_argument("--client", help="name this terminal as a client (default: your user)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -104,7 +104,9 @@ class CattyClient:
                 message += " (no token given: pass --token or set $CATTY_TOKEN)"
             raise ClientError(str(message), status=exc.code, reason=reason) from None
         except urllib.error.URLError as exc:
-            raise ClientError(f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}") from None
+            raise ClientError(
+                f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
+            ) from None
         return json.loads(raw) if raw else None
 
     # -- sessions ---------------------------------------------------------------------------
@@ -116,7 +118,7 @@ class CattyClient:
                 "options": options or {}}  # fmt: skip
         return self.request("POST", "sessions", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
 
-    def list(self, include_archived: bool = False) -> list[dict[str, Any]]:
+    def list_sessions(self, include_archived: bool = False) -> list[dict[str, Any]]:
         """The caller's sessions, newest first."""
         data = self.request("GET", "sessions", all=1 if include_archived else None)
         return list(data["sessions"])
@@ -142,9 +144,13 @@ class CattyClient:
         self.request("POST", f"sessions/{label}/permissions/{request_id}",
                      {"behavior": behavior, "message": message})  # fmt: skip
 
-    def transcript(self, label: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def transcript(
+        self, label: str, after: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """Transcript events after AFTER."""
-        return list(self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit)["events"])
+        return list(
+            self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit)["events"]
+        )
 
     async def follow(self, label: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every event after AFTER, then live ones as they happen, over the WebSocket."""

@@ -250,7 +250,7 @@ class ShellAgent(Agent):
                 raise
             finally:
                 self._turn = None
-            if status is None:
+            if status is None or self._stopped:
                 await self.events.emit(
                     "error", {"tool_use_id": tool_id, "message": self._unusable()}
                 )

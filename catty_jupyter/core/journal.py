@@ -48,9 +48,7 @@ class Journal:
             self._last_seq = last
         return self._last_seq
 
-    def append(
-        self, kind: str, payload: dict[str, Any], client: str | None = None
-    ) -> Event:
+    def append(self, kind: str, payload: dict[str, Any], client: str | None = None) -> Event:
         """Write one event durably and return it with its new seq."""
         if self._last_seq is None:
             self._drop_torn_tail()

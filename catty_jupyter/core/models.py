@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class SessionState(str, enum.Enum):
+class SessionState(enum.StrEnum):
     """Where a session is in its life (SPEC: starting → running → stopped | failed | expired)."""
 
     STARTING = "starting"
@@ -23,7 +23,7 @@ class SessionState(str, enum.Enum):
         return self in (SessionState.STARTING, SessionState.RUNNING)
 
 
-class Activity(str, enum.Enum):
+class Activity(enum.StrEnum):
     """What a running session is doing right now."""
 
     IDLE = "idle"
@@ -32,7 +32,7 @@ class Activity(str, enum.Enum):
     """Waiting for an answer to a permission request."""
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """The kinds of transcript events."""
 
     USER = "user"

@@ -91,7 +91,9 @@ class Store:
             )
         with self._lock:
             if version == 0:
-                self._db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+                self._db.executescript(
+                    "BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                )
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -139,7 +141,10 @@ class Store:
     def label_taken(self, label: str) -> bool:
         """True when a session already has LABEL."""
         with self._lock:
-            return self._db.execute("SELECT 1 FROM sessions WHERE label = ?", (label,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM sessions WHERE label = ?", (label,)).fetchone()
+                is not None
+            )
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its indexed transcript."""

@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ipykernel.kernelbase import Kernel
 
@@ -41,11 +41,11 @@ class CattyRuntimeKernel(Kernel):
 
     implementation = "catty-runtime"
     implementation_version = __version__
-    language_info = {"name": "text", "mimetype": "text/plain", "file_extension": ".txt"}  # noqa: RUF012
+    language_info = {"name": "text", "mimetype": "text/plain", "file_extension": ".txt"}
     banner = "catty-jupyter agent runtime"
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.config_data = RuntimeConfig.read(Path(os.environ[CONFIG_ENV]))
         self.journal = Journal(self.config_data.journal_path)
         self.agent: Agent | None = None
@@ -73,8 +73,8 @@ class CattyRuntimeKernel(Kernel):
                 "metadata": {},
                 "transient": {},
             },
-            parent=self.get_parent(),
-            ident=self._topic("display_data"),
+            parent=self.get_parent(),  # type: ignore[no-untyped-call]
+            ident=self._topic("display_data"),  # type: ignore[no-untyped-call]
         )
 
     async def _set_activity(self, activity: Activity) -> None:
@@ -160,7 +160,7 @@ class CattyRuntimeKernel(Kernel):
         cell_id: str | None = None,
     ) -> dict[str, Any]:
         """Run one agent turn for the message CODE."""
-        parent = self.get_parent()
+        parent = self.get_parent()  # type: ignore[no-untyped-call]
         client = (parent.get("metadata") or {}).get("catty_client")
         reply = {"status": "ok", "execution_count": self.execution_count, "payload": [],
                  "user_expressions": {}}  # fmt: skip
@@ -215,7 +215,9 @@ class CattyRuntimeKernel(Kernel):
         elif kind == "permission_reply":
             future = self._permissions.get(str(data.get("request_id")))
             if future is not None and not future.done():
-                behavior = "allow" if data.get("behavior") == "allow" else "deny"
+                behavior: Literal["allow", "deny"] = (
+                    "allow" if data.get("behavior") == "allow" else "deny"
+                )
                 future.set_result(
                     PermissionDecision(
                         behavior=behavior,

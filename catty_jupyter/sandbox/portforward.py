@@ -11,7 +11,6 @@ import contextlib
 from dataclasses import dataclass
 
 
-
 @dataclass
 class PortForward:
     """A loopback TCP port inside the sandbox relayed to a unix socket the server listens on."""

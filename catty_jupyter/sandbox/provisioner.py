@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -10,7 +11,7 @@ import signal
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from .bwrap import SandboxSpec, build_command, find_bwrap
 
@@ -56,10 +57,8 @@ class CattySandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def send_signal(self, signum: int) -> None:
         """Deliver signals meant to end the kernel to the sandbox's init, ending everything."""
         if signum in (signal.SIGKILL, signal.SIGTERM) and self.sandbox_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.sandbox_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         await super().send_signal(signum)
 
     async def get_provisioner_info(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class CattyExtension(ExtensionApp):
             runtime_kernel=self.runtime_kernel,
             max_workspace_bytes=self.max_workspace_bytes,
             max_message_bytes=self.max_message_bytes,
-            hidden_paths=[Path.home(), Path(self.serverapp.root_dir)],
+            hidden_paths=[Path.home(), *self._root_dir()],
             parent=self,
             log=self.log,
         )
@@ -80,6 +80,10 @@ class CattyExtension(ExtensionApp):
         # JupyterHub's idle culler reads the newest `*_last_activity` setting: a busy agent keeps
         # the user's server alive.
         self.settings["catty_last_activity"] = self.manager.touch
+
+    def _root_dir(self) -> list[Path]:
+        """The server's notebook directory: the user's files, which sessions only see as copies."""
+        return [Path(self.serverapp.root_dir)] if self.serverapp is not None else []
 
     def _environments(self) -> dict[str, Environment]:
         envs = {"default": Environment(name="default", network="full",

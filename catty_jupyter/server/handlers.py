@@ -52,7 +52,9 @@ class CattyHandler(APIHandler):
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise CattyError(f"the request body is not valid JSON: {exc}", reason="bad_json") from None
+            raise CattyError(
+                f"the request body is not valid JSON: {exc}", reason="bad_json"
+            ) from None
         if not isinstance(data, dict):
             raise CattyError("the request body must be a JSON object", reason="bad_json")
         return data
@@ -93,7 +95,9 @@ def _int_arg(handler: CattyHandler, name: str, default: int | None) -> int | Non
     try:
         number = int(value)
     except ValueError:
-        raise CattyError(f"{name} must be a whole number, not {value!r}", reason="bad_argument") from None
+        raise CattyError(
+            f"{name} must be a whole number, not {value!r}", reason="bad_argument"
+        ) from None
     if number < 0:
         raise CattyError(f"{name} must not be negative", reason="bad_argument")
     return number
@@ -107,7 +111,7 @@ class SessionsHandler(CattyHandler):
     async def get(self) -> None:
         """List the caller's sessions (`?all=1` includes archived ones)."""
         include = self.get_argument("all", "0") in ("1", "true", "yes")
-        sessions = self.manager.list(include_archived=include)
+        sessions = self.manager.list_sessions(include_archived=include)
         self.reply({"sessions": [s.to_json() for s in sessions]})
 
     @web.authenticated
@@ -139,7 +143,9 @@ class SessionHandler(CattyHandler):
         """The session's state."""
         session = self.session(key)
         data = session.to_json()
-        data["pending_permissions"] = [e.payload for e in self.manager.pending_permissions(session).values()]
+        data["pending_permissions"] = [
+            e.payload for e in self.manager.pending_permissions(session).values()
+        ]
         self.reply(data)
 
     @web.authenticated

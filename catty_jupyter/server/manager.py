@@ -54,7 +54,10 @@ class SessionManager(LoggingConfigurable):
         self.hidden_paths = hidden_paths
         self.store = Store(data_dir / "catty.db")
         # Also look where pip put this package's own kernelspecs, whatever JUPYTER_PATH says.
-        kernel_dirs = [*jupyter_path("kernels"), str(Path(sys.prefix, "share", "jupyter", "kernels"))]
+        kernel_dirs = [
+            *jupyter_path("kernels"),
+            str(Path(sys.prefix, "share", "jupyter", "kernels")),
+        ]
         self.spec_manager = KernelSpecManager(parent=self, kernel_dirs=kernel_dirs)
         self.runtimes: dict[str, RuntimeHandle] = {}
         self._forwards: dict[str, list[asyncio.Server]] = {}
@@ -89,7 +92,9 @@ class SessionManager(LoggingConfigurable):
             raise NotFound(f"no session {key!r}; `jupyter catty list` shows your sessions")
         return session
 
-    def list(self, owner: str | None = None, include_archived: bool = False) -> list[Session]:
+    def list_sessions(
+        self, owner: str | None = None, include_archived: bool = False
+    ) -> list[Session]:
         """Sessions, newest first."""
         return self.store.list_sessions(owner=owner, include_archived=include_archived)
 
@@ -263,7 +268,9 @@ class SessionManager(LoggingConfigurable):
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
-            raise RuntimeError(f"the {session.agent} agent did not get ready in {timeout:.0f} s") from None
+            raise RuntimeError(
+                f"the {session.agent} agent did not get ready in {timeout:.0f} s"
+            ) from None
         current = self.get(session.id)
         if current.state is not SessionState.RUNNING:
             raise RuntimeError(current.error or "the agent failed to start")
@@ -385,7 +392,9 @@ class SessionManager(LoggingConfigurable):
             return session
         await self._release(session.id)
         session = self.get(session.id)
-        event = self.journal(session).append("system", {"message": "session stopped"}, client=client)
+        event = self.journal(session).append(
+            "system", {"message": "session stopped"}, client=client
+        )
         session.state = SessionState.STOPPED
         self._finish(session, [event])
         return session

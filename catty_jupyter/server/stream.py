@@ -37,7 +37,9 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
     async def pre_get(self, key: str) -> None:
         """Authorize, and resolve the session before upgrading."""
         user = self.current_user
-        allowed = await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE))
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)
+        )
         if not allowed:
             raise web.HTTPError(403)
         try:
@@ -96,10 +98,6 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
             self._task.cancel()
         if self._queue is not None and self._session_id is not None:
             self.manager.unsubscribe(self._session_id, self._queue)
-
-    def check_origin(self, origin: str) -> bool:
-        """Apply the server's cross-origin policy."""
-        return bool(JupyterHandler.check_origin(self, origin))
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Compress: transcripts are text."""

@@ -32,7 +32,10 @@ async def test_bad_input_gets_a_clear_4xx(api: Any, tmp_path: Path, make_repo: A
     assert code == 400 and "shell" in body["message"]
     code, body = await api("POST", "sessions", {"environment": "nope"})
     assert code == 404 and "default" in body["message"]
-    code, body = await api("GET", "sessions", )
+    code, body = await api(
+        "GET",
+        "sessions",
+    )
     assert code == 200 and body["sessions"] == []  # nothing half-made by the refusals above
     assert not list((tmp_path / "catty-data" / "sessions").glob("*"))
 
@@ -55,7 +58,9 @@ async def test_bad_input_gets_a_clear_4xx(api: Any, tmp_path: Path, make_repo: A
     assert code == 404
 
 
-async def test_workspace_size_cap_names_the_size(api: Any, make_repo: Any, catty_config: Any) -> None:
+async def test_workspace_size_cap_names_the_size(
+    api: Any, make_repo: Any, catty_config: Any
+) -> None:
     repo = make_repo()
     (repo / "big.bin").write_bytes(b"\0" * 300_000)
     code, body = await api("POST", "sessions", {"agent": "shell", "repo": str(repo)})
@@ -74,7 +79,7 @@ def catty_config(request: Any) -> dict[str, Any]:
 async def test_stream_replays_from_after_then_goes_live_without_gap_or_duplicate(
     api: Any, jp_ws_fetch: Any, session_until: Any, events: Any
 ) -> None:
-    code, s = await api("POST", "sessions", {
+    _code, s = await api("POST", "sessions", {
         "agent": "shell",
         "prompt": "for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.3; done",
     })  # fmt: skip

@@ -40,7 +40,9 @@ async def test_agent_runs_bash_and_writes_a_file_on_its_branch(
     assert f"catty/{label}" in outputs
     result = next(e for e in evs if e["kind"] == "result")["payload"]
     assert result["is_error"] is False and "usage" in result
-    final = [e["payload"]["text"] for e in evs if e["kind"] == "assistant" and "text" in e["payload"]]
+    final = [
+        e["payload"]["text"] for e in evs if e["kind"] == "assistant" and "text" in e["payload"]
+    ]
     assert final[-1].startswith("(demo model)")
 
     # The file is in the session's workspace on its branch, and nowhere in the user's repo.

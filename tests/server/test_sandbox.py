@@ -41,7 +41,9 @@ async def run(api: Any, session_until: Any, label: str, command: str, turn: int)
     evs = await session_until(label, lambda e: results(e) >= turn, what=command)
     last_user = max(e["seq"] for e in evs if e["kind"] == "user")
     return "".join(
-        e["payload"].get("output", "") for e in evs if e["kind"] == "tool_result" and e["seq"] > last_user
+        e["payload"].get("output", "")
+        for e in evs
+        if e["kind"] == "tool_result" and e["seq"] > last_user
     )
 
 
@@ -49,7 +51,9 @@ async def test_session_cannot_see_home_other_sessions_or_write_outside(
     api: Any, session_until: Any, planted_in_home: tuple[Path, str], tmp_path: Path
 ) -> None:
     home_file, secret = planted_in_home
-    code, other = await api("POST", "sessions", {"agent": "shell", "prompt": "echo mine > theirs.txt"})
+    code, other = await api(
+        "POST", "sessions", {"agent": "shell", "prompt": "echo mine > theirs.txt"}
+    )
     code, s = await api("POST", "sessions", {"agent": "shell"})
     assert code == 201, s
     label = s["label"]
@@ -69,7 +73,9 @@ async def test_session_cannot_see_home_other_sessions_or_write_outside(
     assert not outside.exists()  # /tmp inside is private
     session_home = tmp_path / "catty-data" / "sessions" / s["id"] / "home"
     assert (session_home / "in-home").exists()  # its own HOME is writable and kept
-    out = await run(api, session_until, label, "echo $HOME; echo $CATTY_REMOTE $CLAUDE_CODE_REMOTE", 4)
+    out = await run(
+        api, session_until, label, "echo $HOME; echo $CATTY_REMOTE $CLAUDE_CODE_REMOTE", 4
+    )
     assert str(session_home) in out and "true true" in out
 
 

@@ -11,7 +11,15 @@ async def test_shell_session_runs_commands_in_its_workspace(
     api: Any, make_repo: Any, session_until: Any
 ) -> None:
     repo = make_repo(dirty=True)
-    code, s = await api("POST", "sessions", {"agent": "shell", "repo": str(repo), "prompt": "pwd; git branch --show-current; cat new_file.txt"})
+    code, s = await api(
+        "POST",
+        "sessions",
+        {
+            "agent": "shell",
+            "repo": str(repo),
+            "prompt": "pwd; git branch --show-current; cat new_file.txt",
+        },
+    )
     assert code == 201, s
     label = s["label"]
     evs = await session_until(label, lambda e: results(e) >= 1, what="first command")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from .client import CattyClient, ClientError, ServerInfo, find_server
 TERMINAL_STATES = ("stopped", "failed", "expired")
 
 
-def render(event: dict[str, Any], full: bool = False) -> str | None:
+def render(event: dict[str, Any], full: bool = False, label: str = "LABEL") -> str | None:
     """One event as terminal text (None for events a reader does not need to see)."""
     kind, p = event["kind"], event.get("payload") or {}
     if kind == "user":
@@ -34,7 +35,7 @@ def render(event: dict[str, Any], full: bool = False) -> str | None:
         return out.rstrip("\n") if out.strip() else None
     if kind == "permission_request":
         return (f"? permission to use {p.get('tool_name')}: {json.dumps(p.get('input'))[:200]}\n"
-                f"  answer: jupyter catty allow|deny LABEL {p.get('request_id')}")  # fmt: skip
+                f"  answer: jupyter catty allow|deny {label} {p.get('request_id')}")  # fmt: skip
     if kind == "permission_decision":
         return f"  {p.get('behavior')} by {event.get('client') or 'someone'} {p.get('message') or ''}".rstrip()
     if kind == "result":
@@ -51,7 +52,10 @@ def render(event: dict[str, Any], full: bool = False) -> str | None:
 
 
 def _client(args: argparse.Namespace) -> CattyClient:
-    server = ServerInfo(args.url, args.token or "") if args.url else find_server()
+    token = args.token or os.environ.get("CATTY_TOKEN", "")
+    server = ServerInfo(args.url, token) if args.url else find_server()
+    if args.token and not args.url:
+        server = ServerInfo(server.url, args.token)
     return CattyClient(server, client_id=args.client)
 
 
@@ -74,7 +78,7 @@ def _print_sessions(sessions: list[dict[str, Any]]) -> None:
 
 async def _follow(client: CattyClient, label: str, after: int, full: bool) -> None:
     async for event in client.follow(label, after=after):
-        text = render(event, full)
+        text = render(event, full, label)
         if text is not None:
             print(text, flush=True)
         if event["kind"] in ("error", "system") and client.get(label)["state"] in TERMINAL_STATES:
@@ -109,13 +113,13 @@ def cmd_send(c: CattyClient, a: argparse.Namespace) -> None:
 def cmd_log(c: CattyClient, a: argparse.Namespace) -> None:
     """Print the transcript, and with --follow keep printing."""
     if a.json and not a.follow:
-        print(json.dumps(c.transcript(a.label, after=a.after)))
+        print(json.dumps(c.transcript(a.label, after=a.after, limit=5000)))
         return
-    if a.follow:
+    if a.follow and c.get(a.label)["state"] not in TERMINAL_STATES:
         asyncio.run(_follow(c, a.label, a.after, a.full))
         return
     for event in c.transcript(a.label, after=a.after, limit=5000):
-        text = render(event, a.full)
+        text = render(event, a.full, a.label)
         if text is not None:
             print(text)
 

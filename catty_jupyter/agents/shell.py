@@ -41,7 +41,7 @@ START_TIMEOUT_SECONDS = 10.0
 _UNSAFE = re.compile(r"[^ -~]|[\\'!]")
 WINDOW = (40, 120)
 
-Item = tuple[Literal["text", "go", "end"], str]
+_Item = tuple[Literal["text", "go", "end"], str]
 
 
 class _OutputScanner:
@@ -55,13 +55,13 @@ class _OutputScanner:
         self._partial = re.compile(r"(?:g(?:o(?:-\d*\x1f?)?)?|e(?:n(?:d(?:-\d*\x1f?)?)?)?)?\Z")
         self._held = ""
 
-    def feed(self, data: bytes, final: bool = False) -> list[Item]:
+    def feed(self, data: bytes, final: bool = False) -> list[_Item]:
         """Scan the next bytes; text that may be the start of a marker waits for more."""
         text, self._held, cr = self._held + self._decoder.decode(data, final), "", ""
         if text.endswith("\r") and not final:
             text, cr = text[:-1], "\r"  # it may be the first half of a CRLF
         text = text.replace("\r\n", "\n")
-        items: list[Item] = []
+        items: list[_Item] = []
         pos = 0
         while (i := text.find(self._start, pos)) >= 0:
             match = self._marker.match(text, i)
@@ -342,21 +342,22 @@ class ShellAgent(Agent):
             group = proc.pid
         turn.signals += 1
         escalate = turn.signals > 1 and group != proc.pid  # never SIGKILL the shell itself
+        program = _program(group)
         _killpg(group, signal.SIGKILL if escalate else signal.SIGINT)
         # A job the shell was starting (between fork and exec) misses the signal; so when the
         # foreground job is another one, or has run a new program since, signal it again.
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.1, self._resignal, turn, group, _program(group), 3)
+        asyncio.get_running_loop().call_later(0.1, self._resignal, turn, group, program, 3)
 
     def _resignal(self, turn: _Turn, group: int, program: str, left: int) -> None:
-        if self._turn is not turn or turn.status is not None or self._master < 0 or left < 1:
+        if self._turn is not turn or turn.status is not None or self._proc is None or left < 1:
             return
         with contextlib.suppress(OSError):
             now = os.tcgetpgrp(self._master)
-            if now != group or _program(now) != program:
+            now_program = _program(now)
+            if now != self._proc.pid and (now != group or now_program != program):
                 _killpg(now, signal.SIGINT)
             loop = asyncio.get_running_loop()
-            loop.call_later(0.1, self._resignal, turn, now, _program(now), left - 1)
+            loop.call_later(0.1, self._resignal, turn, now, now_program, left - 1)
 
     async def _pump(self, tool_id: str, turn: _Turn) -> int | None:
         """Emit the turn's output until its end marker (its status) or bash's death (None)."""
@@ -421,7 +422,7 @@ class ShellAgent(Agent):
             self._set_reading(False)
         self._wakeup.set()
 
-    def _dispatch(self, items: list[Item]) -> None:
+    def _dispatch(self, items: list[_Item]) -> None:
         turn = self._turn
         for kind, value in items:
             ours = turn is not None and turn.status is None and self._active == turn.number

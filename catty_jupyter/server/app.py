@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,11 @@ class CattyExtension(ExtensionApp):
         self.settings["catty_manager"] = self.manager
         # JupyterHub's idle culler reads the newest `*_last_activity` setting: a busy agent keeps
         # the user's server alive.
-        self.settings["catty_last_activity"] = self.manager.touch
+        self.manager.on_activity = self._record_activity
+        self._record_activity()
+
+    def _record_activity(self) -> None:
+        self.settings["catty_last_activity"] = datetime.now(UTC)
 
     def _root_dir(self) -> list[Path]:
         """The server's notebook directory: the user's files, which sessions only see as copies."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -64,6 +65,8 @@ class SessionManager(LoggingConfigurable):
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.on_activity: Callable[[], None] | None = None
+        """Called whenever a session does something (the server reports it as its activity)."""
         self.prepare_environment: Callable[[Environment], Awaitable[None]] | None = None
         """Called before a runtime launches in an environment (the demo model starts here)."""
         self._recover_after_restart()
@@ -76,7 +79,12 @@ class SessionManager(LoggingConfigurable):
 
     def runtime_dir(self, session: Session) -> Path:
         """A short path for the kernel's IPC sockets (unix socket paths are limited to 108 bytes)."""
-        base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/catty-{os.getuid()}")
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        base = Path(xdg) / "catty" if xdg else Path(f"/tmp/catty-{os.getuid()}")
+        base.mkdir(mode=0o700, exist_ok=True)
+        if base.stat().st_uid != os.getuid():
+            raise Unavailable(f"{base} belongs to another user; remove it or set XDG_RUNTIME_DIR")
+        base.chmod(0o700)
         return base / session.id[:12]
 
     def journal(self, session: Session) -> Journal:
@@ -232,10 +240,10 @@ class SessionManager(LoggingConfigurable):
         resume: bool = False,
     ) -> None:  # fmt: skip
         root = self.session_dir(session)
-        runtime_dir = self.runtime_dir(session)
-        handle = RuntimeHandle(self.runtime_kernel, self.spec_manager, runtime_dir, self.log)
-        self.runtimes[session.id] = handle
         try:
+            runtime_dir = self.runtime_dir(session)
+            handle = RuntimeHandle(self.runtime_kernel, self.spec_manager, runtime_dir, self.log)
+            self.runtimes[session.id] = handle
             if self.prepare_environment is not None:
                 await self.prepare_environment(env)
             forwards = await self._forward_model_port(session, env, runtime_dir)
@@ -252,7 +260,8 @@ class SessionManager(LoggingConfigurable):
                 on_exit=lambda code: self._on_runtime_exit(session.id, code),
             )  # fmt: skip
             session = self.get(session.id)
-            session.runtime = {"kernel_id": handle.km.kernel_id, "runtime_dir": str(runtime_dir)}
+            session.runtime = {"kernel_id": handle.km.kernel_id, "runtime_dir": str(runtime_dir),
+                               "pids": handle.pids()}  # fmt: skip
             self.store.save_session(session)
             handle.control({"type": "start"})
             await self._wait_ready(session)
@@ -260,20 +269,25 @@ class SessionManager(LoggingConfigurable):
             self.log.exception("catty: session %s failed to start", session.label)
             await self._fail(session.id, f"the session could not start: {exc}")
             return
-        if prompt:
-            self.runtimes[session.id].send_message(prompt, client)
+        running = self.runtimes.get(session.id)
+        if prompt and running is not None:
+            running.send_message(prompt, client)
 
     async def _wait_ready(self, session: Session, timeout: float = 120) -> None:
         ready = self._ready.setdefault(session.id, asyncio.Event())
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
-            raise RuntimeError(
-                f"the {session.agent} agent did not get ready in {timeout:.0f} s"
+            raise Conflict(
+                f"the {session.agent} agent did not get ready in {timeout:.0f} s",
+                reason="not_ready",
             ) from None
         current = self.get(session.id)
         if current.state is not SessionState.RUNNING:
-            raise RuntimeError(current.error or "the agent failed to start")
+            raise Conflict(
+                current.error or f"session {session.label} is {current.state.value}",
+                reason="not_running",
+            )
 
     async def _on_event(self, session_id: str, event: Event) -> None:
         """Index an event published by a runtime and fan it out (catching up any gap)."""
@@ -289,6 +303,8 @@ class SessionManager(LoggingConfigurable):
         self.store.save_session(session)
         for e in new:
             self._publish(session_id, e)
+        if new and self.on_activity is not None:
+            self.on_activity()
 
     def _apply(self, session: Session, event: Event) -> None:
         """Update the session's state from one of its events."""
@@ -314,8 +330,8 @@ class SessionManager(LoggingConfigurable):
         """Mark a session failed, with the cause as an `error` event, and release its runtime."""
         await self._release(session_id)
         session = self.store.get_session(session_id)
-        if session is None:
-            return
+        if session is None or not session.state.is_live:
+            return  # stopped (or failed) meanwhile: that outcome stands
         self._index_journal(session)
         event = self.journal(session).append("error", {"message": message, "fatal": True})
         session.state, session.error = SessionState.FAILED, message
@@ -335,6 +351,9 @@ class SessionManager(LoggingConfigurable):
             await handle.shutdown(now=now)
         for server in self._forwards.pop(session_id, []):
             server.close()
+        session = self.store.get_session(session_id)
+        if session is not None:
+            shutil.rmtree(self.runtime_dir(session), ignore_errors=True)
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -434,6 +453,7 @@ class SessionManager(LoggingConfigurable):
         """Sessions left live by a server that is gone are stopped, with a note saying why."""
         for session in self.store.list_sessions(include_archived=True):
             if session.state.is_live:
+                _end_leftover_runtime(session.runtime.get("pids") or [])
                 self._index_journal(session)
                 event = self.journal(session).append(
                     "system", {"message": "the Jupyter server restarted; the session was stopped"}
@@ -453,3 +473,16 @@ class SessionManager(LoggingConfigurable):
         """The newest activity of any session, for the server's idle reporting."""
         sessions = self.store.list_sessions(include_archived=True)
         return max((s.last_activity for s in sessions), default=time.time())
+
+
+def _end_leftover_runtime(pids: list[int]) -> None:
+    """Kill a runtime a previous server left behind, so no two writers share a journal."""
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # Only ours: a recycled pid may now belong to something else.
+        if b"bwrap" in cmdline or b"catty_jupyter.runtime" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -61,6 +61,12 @@ class RuntimeHandle:
         name = (meta.get("kernel_provisioner") or {}).get("provisioner_name")
         return bool(name == "catty-sandbox")
 
+    def pids(self) -> list[int]:
+        """Processes to end if this server dies and a later one finds the runtime left over."""
+        provisioner = self.km.provisioner
+        pids = [getattr(provisioner, "sandbox_pid", None), getattr(provisioner, "pid", None)]
+        return [p for p in pids if p]
+
     async def start(
         self, spec: SandboxSpec, env: dict[str, str], config_path: Path,
         on_event: EventSink, on_exit: ExitSink,

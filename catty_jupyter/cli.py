@@ -92,7 +92,7 @@ def cmd_new(c: CattyClient, a: argparse.Namespace) -> None:
     if a.json:
         print(json.dumps(s))
         return
-    print(s["label"])
+    print(s["label"], flush=True)
     print(f"  follow it: jupyter catty log --follow {s['label']}", file=sys.stderr)
 
 

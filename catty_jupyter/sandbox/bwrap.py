@@ -11,6 +11,9 @@ from typing import Any, Literal
 Network = Literal["none", "full"]
 NETWORK_LEVELS: tuple[str, ...] = ("none", "full")
 
+PRIVATE_DIRS = ("/tmp", "/run")
+"""Directories every sandbox gets its own empty copy of."""
+
 INSTALL_HINT = (
     "bubblewrap is not installed, so sessions cannot be sandboxed. Install the `bubblewrap` "
     "package (for example `sudo apt-get install bubblewrap`), or let an administrator run "
@@ -102,8 +105,7 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--tmpfs", "/run",
+        *(arg for d in PRIVATE_DIRS for arg in ("--tmpfs", d)),
         "--new-session",
         "--hostname", spec.hostname,
     ]  # fmt: skip
@@ -111,8 +113,9 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
     # (writable) the session's own directories: bwrap applies mounts in order.
     for hidden in _outermost(spec.hidden):
         cmd += ["--tmpfs", str(hidden)]
+    replaced = [*spec.hidden, *(Path(p) for p in PRIVATE_DIRS)]
     for readable in _outermost(spec.readable):
-        if any(_is_within(readable, h) for h in spec.hidden):
+        if any(_is_within(readable, h) for h in replaced):
             cmd += ["--ro-bind", str(readable), str(readable)]
     for writable in (spec.workspace, spec.home, spec.state_dir, spec.runtime_dir):
         cmd += ["--bind", str(writable), str(writable)]

@@ -267,7 +267,11 @@ class SessionManager(LoggingConfigurable):
             await self._wait_ready(session)
         except Exception as exc:
             self.log.exception("catty: session %s failed to start", session.label)
-            await self._fail(session.id, f"the session could not start: {exc}")
+            tail = _tail(root / "state" / "runtime.log", 20)
+            await self._fail(
+                session.id,
+                f"the session could not start: {exc}" + (f"\nruntime log:\n{tail}" if tail else ""),
+            )
             return
         running = self.runtimes.get(session.id)
         if prompt and running is not None:
@@ -486,3 +490,12 @@ def _end_leftover_runtime(pids: list[int]) -> None:
         if b"bwrap" in cmdline or b"catty_jupyter.runtime" in cmdline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The last LINES lines of a log file, or '' when there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -61,6 +61,11 @@ class RuntimeHandle:
         name = (meta.get("kernel_provisioner") or {}).get("provisioner_name")
         return bool(name == "catty-sandbox")
 
+    @staticmethod
+    def log_path(spec: SandboxSpec) -> Path:
+        """Where the runtime's stdout and stderr go."""
+        return spec.state_dir / "runtime.log"
+
     def pids(self) -> list[int]:
         """Processes to end if this server dies and a later one finds the runtime left over."""
         provisioner = self.km.provisioner
@@ -75,9 +80,13 @@ class RuntimeHandle:
         kernel_env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         kernel_env.update(env)
         kernel_env[CONFIG_ENV] = str(config_path)
-        await self.km.start_kernel(
-            env=kernel_env, independent=True, **{SPEC_ARGUMENT: spec.to_json()}
-        )
+        # The runtime's own output goes to a log in the state dir, so a runtime that dies at
+        # start can say why.
+        with self.log_path(spec).open("ab") as output:
+            await self.km.start_kernel(
+                env=kernel_env, independent=True, stdout=output, stderr=output,
+                **{SPEC_ARGUMENT: spec.to_json()},
+            )  # fmt: skip
         self.client = self.km.client()
         self.client.start_channels()
         await self.client.wait_for_ready(timeout=60)

@@ -7,7 +7,8 @@ from typing import Any
 
 from .errors import CattyError
 
-NETWORK_LEVELS = ("none", "full")
+NETWORK_LEVELS: tuple[str, ...] = ("none", "full")
+"""The network levels a session can have (allowlists come with the egress proxy)."""
 
 
 @dataclass(frozen=True)

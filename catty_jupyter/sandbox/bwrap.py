@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.environments import NETWORK_LEVELS
+
 Network = Literal["none", "full"]
-NETWORK_LEVELS: tuple[str, ...] = ("none", "full")
 
 PRIVATE_DIRS = ("/tmp", "/run")
 """Directories every sandbox gets its own empty copy of."""

@@ -22,8 +22,6 @@ SPEC_ARGUMENT = "catty_sandbox"
 class CattySandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
     """Launch the runtime kernel inside bubblewrap, confined by the session's SandboxSpec."""
 
-    sandboxed = True
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sandbox_pid: int | None = None
@@ -75,8 +73,6 @@ class CattySandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
 
 class UnsandboxedProvisioner(LocalProvisioner):  # type: ignore[misc]
     """Launch the runtime kernel with no confinement; only when an administrator chose it."""
-
-    sandboxed = False
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Start the kernel in the session's workspace with its private HOME, nothing more."""

@@ -60,7 +60,7 @@ class CattyHandler(APIHandler):
         return data
 
     def session(self, key: str) -> Any:
-        """The caller's session KEY (label or id), or 404."""
+        """The session KEY (label or id), or 404."""
         return self.manager.get(key)
 
     def reply(self, data: Any, status: int = 200) -> None:
@@ -109,7 +109,7 @@ class SessionsHandler(CattyHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """List the caller's sessions (`?all=1` includes archived ones)."""
+        """List the server's sessions (`?all=1` includes archived ones)."""
         include = self.get_argument("all", "0") in ("1", "true", "yes")
         sessions = self.manager.list_sessions(include_archived=include)
         self.reply({"sessions": [s.to_json() for s in sessions]})
@@ -155,8 +155,7 @@ class SessionHandler(CattyHandler):
         session = self.session(key)
         body = self.body()
         if "archived" in body:
-            session.archived = bool(body["archived"])
-            self.manager.store.save_session(session)
+            session = self.manager.set_archived(session, bool(body["archived"]))
         self.reply(session.to_json())
 
     @web.authenticated

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -422,6 +421,12 @@ class SessionManager(LoggingConfigurable):
         self._finish(session, [event])
         return session
 
+    def set_archived(self, session: Session, archived: bool) -> Session:
+        """Hide the session from the default list, or show it again."""
+        session.archived = archived
+        self.store.save_session(session)
+        return session
+
     async def delete(self, session: Session) -> None:
         """Remove the session and everything it left on disk."""
         await self._release(session.id, now=True)
@@ -472,11 +477,6 @@ class SessionManager(LoggingConfigurable):
             with contextlib.suppress(Exception):
                 await self.stop(self.get(session_id))
         self.store.close()
-
-    def touch(self) -> float:
-        """The newest activity of any session, for the server's idle reporting."""
-        sessions = self.store.list_sessions(include_archived=True)
-        return max((s.last_activity for s in sessions), default=time.time())
 
 
 def _end_leftover_runtime(pids: list[int]) -> None:

@@ -54,13 +54,6 @@ class RuntimeHandle:
         self._tasks: list[asyncio.Task[Any]] = []
         self.stopping = False
 
-    @property
-    def sandboxed(self) -> bool:
-        """True when the kernelspec's provisioner confines the runtime."""
-        meta = self.km.kernel_spec.metadata if self.km.kernel_spec else {}
-        name = (meta.get("kernel_provisioner") or {}).get("provisioner_name")
-        return bool(name == "catty-sandbox")
-
     @staticmethod
     def log_path(spec: SandboxSpec) -> Path:
         """Where the runtime's stdout and stderr go."""

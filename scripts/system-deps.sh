@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Install the system packages catty-jupyter needs (bubblewrap, git), or say what to install.
+# `system-deps.sh test` also installs what the tests need: Chromium for the browser tests.
 set -euo pipefail
 
 missing=()
+if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium fonts-dejavu-core)
+fi
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 if [ -z "$(command -v python3 2>/dev/null)" ]; then

@@ -229,6 +229,14 @@ class ShellAgent(Agent):
             if isinstance(exc, TimeoutError):
                 raise RuntimeError(f"bash was not ready after {START_TIMEOUT_SECONDS} s") from None
             raise
+        if self.context.resume:
+            # A shell cannot be brought back: say so, so nobody expects old variables to exist.
+            await self.events.emit(
+                "system",
+                {"message": "this is a new shell: the previous shell's state (variables, "
+                 "working directory, background jobs) was reset; the workspace's files are as "
+                 "they were", "shell_reset": True},
+            )  # fmt: skip
 
     async def send(self, message: str) -> None:
         """Run MESSAGE in the shell, streaming its output, and report its exit status."""

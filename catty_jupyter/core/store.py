@@ -173,15 +173,28 @@ class Store:
                 raise
         return added
 
-    def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[Event]:
-        """Events with `seq > after`, oldest first, at most LIMIT of them."""
-        query = "SELECT seq, ts, kind, client, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq"
+    def events(
+        self, session_id: str, after: int = 0, limit: int | None = None,
+        before: int | None = None, newest: bool = False,
+    ) -> list[Event]:  # fmt: skip
+        """Events with `after < seq < before`, oldest first, at most LIMIT of them.
+
+        With NEWEST the page is the last LIMIT events of that range rather than the first
+        (still returned oldest first): a late viewer's first screen, or the page above one.
+        """
+        query = "SELECT seq, ts, kind, client, payload FROM events WHERE session_id = ? AND seq > ?"
         args: list[Any] = [session_id, after]
+        if before is not None:
+            query += " AND seq < ?"
+            args.append(before)
+        query += " ORDER BY seq DESC" if newest else " ORDER BY seq"
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
+        if newest:
+            rows.reverse()
         return [
             Event(seq=r[0], ts=r[1], kind=r[2], client=r[3], payload=json.loads(r[4])) for r in rows
         ]

@@ -16,7 +16,8 @@ EVENT_MIMETYPE = "application/vnd.catty.event+json"
 """The mimetype of transcript events in IOPub `display_data` messages."""
 
 CONTROL_COMM = "catty.control"
-"""The comm id the manager uses for control messages (start, permission replies)."""
+"""The comm id the manager uses for control messages (start, keepalive, permission replies,
+events it records)."""
 
 
 @dataclass
@@ -31,6 +32,9 @@ class RuntimeConfig:
     options: dict[str, Any] = field(default_factory=dict)
     forwards: list[PortForward] = field(default_factory=list)
     resume: bool = False
+    idle_timeout: float = 7200.0
+    """Seconds with no word from any Jupyter server and no agent event before the runtime ends
+    itself, so a runtime whose server never comes back is not left running forever."""
 
     @property
     def journal_path(self) -> Path:

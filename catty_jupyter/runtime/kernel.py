@@ -54,6 +54,8 @@ class CattyRuntimeKernel(Kernel):
         self._permissions: dict[str, asyncio.Future[PermissionDecision]] = {}
         self._activity = Activity.IDLE
         self._forwards: list[asyncio.Server] = []
+        self._last_contact = self._last_event = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
         self.shell_handlers["comm_msg"] = self._on_comm_msg
         self.shell_handlers["comm_open"] = self._ignore_comm
         self.shell_handlers["comm_close"] = self._ignore_comm
@@ -63,6 +65,7 @@ class CattyRuntimeKernel(Kernel):
     async def emit(self, kind: str, payload: dict[str, Any], client: str | None = None) -> None:
         """Journal an event, then publish it to every listener."""
         event = self.journal.append(kind, payload, client=client)
+        self._last_event = time.monotonic()
         if self.session is None:
             return
         self.session.send(
@@ -117,6 +120,7 @@ class CattyRuntimeKernel(Kernel):
             return
         self._agent_ready = asyncio.Event()
         cfg = self.config_data
+        self._watchdog = asyncio.create_task(self._end_when_orphaned())
         started = time.monotonic()
         try:
             for forward in cfg.forwards:
@@ -148,6 +152,27 @@ class CattyRuntimeKernel(Kernel):
              "startup_ms": round((time.monotonic() - started) * 1000)},
         )  # fmt: skip
 
+    async def _end_when_orphaned(self) -> None:
+        """End the runtime once no server has been in touch, and the agent silent, for the TTL.
+
+        The server sends a keepalive now and then; a runtime whose server is gone for good
+        (culled, crashed, never restarted) would otherwise run forever.
+        """
+        timeout = self.config_data.idle_timeout
+        while True:
+            await asyncio.sleep(min(max(timeout / 4, 0.25), 30))
+            quiet = time.monotonic() - max(self._last_contact, self._last_event)
+            if quiet >= timeout:
+                break
+        await self.emit(
+            "system",
+            {"message": f"no Jupyter server was in touch and the agent was idle for "
+             f"{timeout:.0f} s, so the runtime ended itself; resume the session to go on",
+             "ended_idle": True},
+        )  # fmt: skip
+        await self.do_shutdown(False)
+        os._exit(0)
+
     async def do_execute(  # type: ignore[override]
         self,
         code: str,
@@ -162,6 +187,7 @@ class CattyRuntimeKernel(Kernel):
         """Run one agent turn for the message CODE."""
         parent = self.get_parent()  # type: ignore[no-untyped-call]
         client = (parent.get("metadata") or {}).get("catty_client")
+        self._last_contact = time.monotonic()
         reply = {"status": "ok", "execution_count": self.execution_count, "payload": [],
                  "user_expressions": {}}  # fmt: skip
         if self.agent is None:
@@ -209,6 +235,9 @@ class CattyRuntimeKernel(Kernel):
             return
         data = content.get("data") or {}
         kind = data.get("type")
+        self._last_contact = time.monotonic()
+        if kind == "keepalive":
+            return
         if kind == "start":
             with contextlib.suppress(Exception):
                 await self._start_agent()

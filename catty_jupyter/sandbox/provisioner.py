@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import select
 import signal
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -19,7 +21,84 @@ SPEC_ARGUMENT = "catty_sandbox"
 """The `start_kernel` keyword that carries a session's SandboxSpec (as JSON) to the provisioner."""
 
 
-class CattySandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ReattachableProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """A local provisioner that can take over a runtime another server process launched.
+
+    `LocalProvisioner` watches its kernel through the `Popen` object it started with, so after
+    `load_provisioner_info` in a new server it has none and believes the kernel dead. Here a
+    re-attached provisioner watches and signals the saved pid instead.
+    """
+
+    @property
+    def has_process(self) -> bool:
+        """True while we started the kernel or hold the pid of one we re-attached to."""
+        return self.process is not None or self.pid is not None
+
+    @property
+    def reattached(self) -> bool:
+        """True when this provisioner took over a kernel it did not launch."""
+        return self.process is None and self.pid is not None
+
+    async def poll(self) -> int | None:
+        """None while the kernel lives; its exit status (0 when unknown) once it has ended."""
+        if not self.reattached:
+            return await super().poll()  # type: ignore[no-any-return]
+        return None if runtime_alive(self.pid) else 0
+
+    async def wait(self) -> int | None:
+        """Wait for the kernel to end."""
+        if not self.reattached:
+            return await super().wait()  # type: ignore[no-any-return]
+        while runtime_alive(self.pid):
+            await asyncio.sleep(0.1)
+        self.pid = None
+        return 0
+
+    async def send_signal(self, signum: int) -> None:
+        """Signal the kernel's process group (or process) by pid when re-attached."""
+        if not self.reattached:
+            await super().send_signal(signum)
+            return
+        pid = int(self.pid or 0)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.pgid:
+                os.killpg(self.pgid, signum)
+            else:
+                os.kill(pid, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        """SIGKILL the kernel."""
+        if self.reattached:
+            await self.send_signal(signal.SIGKILL)
+        else:
+            await super().kill(restart=restart)
+
+    async def terminate(self, restart: bool = False) -> None:
+        """SIGTERM the kernel."""
+        if self.reattached:
+            await self.send_signal(signal.SIGTERM)
+        else:
+            await super().terminate(restart=restart)
+
+
+def runtime_alive(pid: int | None) -> bool:
+    """True when PID is a live (not zombie) bwrap or catty runtime process.
+
+    The command line is checked because after a reboot or a long while the pid may belong to
+    something else entirely.
+    """
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and (b"bwrap" in cmdline or b"catty_jupyter.runtime" in cmdline)
+
+
+class CattySandboxProvisioner(ReattachableProvisioner):
     """Launch the runtime kernel inside bubblewrap, confined by the session's SandboxSpec."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -71,7 +150,7 @@ class CattySandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.sandbox_pid = provisioner_info.get("sandbox_pid")
 
 
-class UnsandboxedProvisioner(LocalProvisioner):  # type: ignore[misc]
+class UnsandboxedProvisioner(ReattachableProvisioner):
     """Launch the runtime kernel with no confinement; only when an administrator chose it."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:

@@ -27,6 +27,11 @@ class CattyHandler(APIHandler):
         """The session manager."""
         return self.settings["catty_manager"]  # type: ignore[no-any-return]
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Before the first request is served, runtimes left by a previous server re-attach."""
+        await super().prepare()
+        await self.manager.start()
+
     @property
     def owner(self) -> str:
         """The acting user's name, recorded on what they create.
@@ -39,9 +44,16 @@ class CattyHandler(APIHandler):
         return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
 
     def client_id(self, body: dict[str, Any] | None = None) -> str:
-        """Who is acting: a client-chosen identity (a device or tab), else the user."""
+        """Who is acting: a client-chosen identity (a device, a tab, a terminal), else the user.
+
+        Focus is held by client identities, so an unnamed client must be the same one from
+        request to request: jupyter_server names each token-only request a new random
+        "Anonymous …" user, and all of those count as the one client `anonymous`.
+        """
         chosen = (body or {}).get("client") or self.request.headers.get("X-Catty-Client")
-        return str(chosen)[:100] if chosen else self.owner
+        if chosen:
+            return str(chosen)[:100]
+        return "anonymous" if self.owner.startswith("Anonymous ") else self.owner
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object, or a 400/413 saying what is wrong with it."""
@@ -146,6 +158,7 @@ class SessionHandler(CattyHandler):
         data["pending_permissions"] = [
             e.payload for e in self.manager.pending_permissions(session).values()
         ]
+        data["focus"] = self.manager.focus_json(session)
         self.reply(data)
 
     @web.authenticated
@@ -196,20 +209,67 @@ class MessagesHandler(CattyHandler):
 
 
 class ActionHandler(CattyHandler):
-    """`interrupt` and `stop`."""
+    """`interrupt`, `stop` and `resume`."""
 
     @web.authenticated
     @authorized
     async def post(self, key: str, action: str) -> None:
-        """Interrupt the turn, or stop the session."""
+        """Interrupt the turn (needs focus), stop the session, or resume a stopped one."""
         session = self.session(key)
+        client = self.client_id(self.body())
         if action == "interrupt":
-            await self.manager.interrupt(session)
+            await self.manager.interrupt(session, client)
             self.reply({"status": "interrupted"})
-        else:
-            body = self.body()
-            session = await self.manager.stop(session, client=self.client_id(body))
+        elif action == "stop":
+            session = await self.manager.stop(session, client=client)
             self.reply(session.to_json())
+        else:
+            session = await self.manager.resume(session, client=client)
+            self.reply(session.to_json(), status=202)
+
+
+class FocusHandler(CattyHandler):
+    """Input focus: who may steer the session."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """Who holds focus."""
+        self.reply(self.manager.focus_json(self.session(key)))
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str) -> None:
+        """The calling client takes focus (the previous holder is told in the transcript)."""
+        session = self.session(key)
+        self.reply(self.manager.take_focus(session, self.client_id(self.body())))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, key: str) -> None:
+        """The holder lets go of focus (`?client=`, or the X-Catty-Client header)."""
+        session = self.session(key)
+        client = self.get_argument("client", None)
+        self.reply(self.manager.release_focus(session, client or self.client_id()))
+
+
+class DownloadHandler(CattyHandler):
+    """The workspace as a streamed .tar.gz."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """`?path=DIR` narrows it to a directory inside the workspace."""
+        session = self.session(key)
+        path = self.get_argument("path", None)
+        chunks = self.manager.download(session, path)
+        name = session.label if not path else f"{session.label}-{path.strip('/').replace('/', '-')}"
+        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}.tar.gz"')
+        async for chunk in chunks:
+            self.write(chunk)
+            await self.flush()
+        self.finish()
 
 
 class PermissionHandler(CattyHandler):
@@ -234,11 +294,18 @@ class TranscriptHandler(CattyHandler):
     @web.authenticated
     @authorized
     async def get(self, key: str) -> None:
-        """Events with seq > `after`, at most `limit` (default 500, max 5000)."""
+        """Events with `after` < seq < `before`, at most `limit` (default 500, max 5000).
+
+        `tail=1` gives the newest `limit` events of that range instead of the oldest.
+        """
         session = self.session(key)
         after = _int_arg(self, "after", 0) or 0
+        before = _int_arg(self, "before", None)
         limit = min(_int_arg(self, "limit", 500) or 500, 5000)
-        events = self.manager.transcript(session, after=after, limit=limit)
+        newest = self.get_argument("tail", "0") in ("1", "true", "yes")
+        events = self.manager.transcript(
+            session, after=after, limit=limit, before=before, newest=newest
+        )
         self.reply({"events": [e.to_json() for e in events],
                     "last_seq": self.manager.store.last_seq(session.id)})  # fmt: skip
 
@@ -260,7 +327,9 @@ default_handlers = [
     (r"/catty/v1/sessions", SessionsHandler),
     (rf"/catty/v1/sessions/{_KEY}", SessionHandler),
     (rf"/catty/v1/sessions/{_KEY}/messages", MessagesHandler),
-    (rf"/catty/v1/sessions/{_KEY}/(?P<action>interrupt|stop)", ActionHandler),
+    (rf"/catty/v1/sessions/{_KEY}/(?P<action>interrupt|stop|resume)", ActionHandler),
+    (rf"/catty/v1/sessions/{_KEY}/focus", FocusHandler),
+    (rf"/catty/v1/sessions/{_KEY}/download", DownloadHandler),
     (rf"/catty/v1/sessions/{_KEY}/permissions/(?P<request_id>[A-Za-z0-9_-]+)", PermissionHandler),
     (rf"/catty/v1/sessions/{_KEY}/transcript", TranscriptHandler),
     (rf"/catty/v1/sessions/{_KEY}/stream", StreamHandler),

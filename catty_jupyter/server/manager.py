@@ -8,8 +8,9 @@ import os
 import shutil
 import signal
 import sys
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,9 +20,11 @@ from jupyter_core.paths import jupyter_path, jupyter_runtime_dir
 from traitlets.config import LoggingConfigurable
 
 from ..agents import available_agents
+from ..core import archive
 from ..core import workspace as workspaces
 from ..core.environments import Environment
 from ..core.errors import CattyError, Conflict, NotFound, TooLarge, Unavailable
+from ..core.focus import Focus, FocusHeld
 from ..core.journal import Journal
 from ..core.labels import new_label
 from ..core.models import Activity, Event, Session, SessionState
@@ -29,6 +32,7 @@ from ..core.store import Store
 from ..runtime.config import RuntimeConfig
 from ..sandbox.bwrap import SandboxSpec, SandboxUnavailable, find_bwrap, python_paths
 from ..sandbox.portforward import PortForward, serve_unix_to_tcp
+from ..sandbox.provisioner import runtime_alive
 from .runtime import RuntimeHandle
 
 UNSANDBOXED_WARNING = (
@@ -43,9 +47,15 @@ class SessionManager(LoggingConfigurable):
     def __init__(
         self, *, data_dir: Path, environments: dict[str, Environment], runtime_kernel: str,
         max_workspace_bytes: int, max_message_bytes: int, hidden_paths: list[Path],
-        **kwargs: Any,
+        cull_idle_timeout: float = 7200, cull_interval: float = 300, focus_grace: float = 60,
+        stop_sessions_on_exit: bool = False, max_download_bytes: int = 1 << 30, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.cull_idle_timeout = cull_idle_timeout
+        self.cull_interval = cull_interval
+        self.focus_grace = focus_grace
+        self.stop_sessions_on_exit = stop_sessions_on_exit
+        self.max_download_bytes = max_download_bytes
         self.data_dir = data_dir
         self.environments = environments
         self.runtime_kernel = runtime_kernel
@@ -64,11 +74,13 @@ class SessionManager(LoggingConfigurable):
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._focus: dict[str, Focus] = {}
+        self._started: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
         self.on_activity: Callable[[], None] | None = None
         """Called whenever a session does something (the server reports it as its activity)."""
         self.prepare_environment: Callable[[Environment], Awaitable[None]] | None = None
         """Called before a runtime launches in an environment (the demo model starts here)."""
-        self._recover_after_restart()
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -105,9 +117,12 @@ class SessionManager(LoggingConfigurable):
         """Sessions, newest first."""
         return self.store.list_sessions(owner=owner, include_archived=include_archived)
 
-    def transcript(self, session: Session, after: int = 0, limit: int | None = None) -> list[Event]:
-        """Indexed transcript events after AFTER."""
-        return self.store.events(session.id, after=after, limit=limit)
+    def transcript(
+        self, session: Session, after: int = 0, limit: int | None = None,
+        before: int | None = None, newest: bool = False,
+    ) -> list[Event]:  # fmt: skip
+        """Indexed transcript events between AFTER and BEFORE (see `Store.events`)."""
+        return self.store.events(session.id, after=after, limit=limit, before=before, newest=newest)
 
     def environment(self, name: str) -> Environment:
         """The environment called NAME, or NotFound."""
@@ -164,6 +179,8 @@ class SessionManager(LoggingConfigurable):
             client=client,
         )  # fmt: skip
         self._index_journal(session)
+        if client is not None:
+            self.focus(session).take(client, time.time())
         self._ready[session.id] = asyncio.Event()
         self._spawn(self._launch(session, env, prompt, client))
         return session
@@ -249,7 +266,7 @@ class SessionManager(LoggingConfigurable):
             config = RuntimeConfig(
                 label=session.label, agent=session.agent, workspace=str(root / "workspace"),
                 home=str(root / "home"), state_dir=str(root / "state"), options=session.options,
-                forwards=forwards, resume=resume,
+                forwards=forwards, resume=resume, idle_timeout=self._orphan_timeout,
             )  # fmt: skip
             config_path = root / "state" / "runtime.json"
             config.write(config_path)
@@ -259,8 +276,8 @@ class SessionManager(LoggingConfigurable):
                 on_exit=lambda code: self._on_runtime_exit(session.id, code),
             )  # fmt: skip
             session = self.get(session.id)
-            session.runtime = {"kernel_id": handle.km.kernel_id, "runtime_dir": str(runtime_dir),
-                               "pids": handle.pids()}  # fmt: skip
+            session.runtime = {**await handle.info(),
+                               "forwards": [vars(f) for f in forwards]}  # fmt: skip
             self.store.save_session(session)
             handle.control({"type": "start"})
             await self._wait_ready(session)
@@ -327,7 +344,19 @@ class SessionManager(LoggingConfigurable):
         return self.store.add_events(session.id, list(self.journal(session).read(after=last)))
 
     async def _on_runtime_exit(self, session_id: str, code: int | None) -> None:
-        await self._fail(session_id, f"the runtime exited unexpectedly (exit status {code})")
+        session = self.store.get_session(session_id)
+        if session is not None and self._ended_idle(session):
+            await self._release(session_id)
+            self._end(session_id, SessionState.STOPPED, None)
+            return
+        await self._fail(session_id, f"the runtime ended unexpectedly ({_describe_exit(code)}); "
+                         "resume the session to go on with a fresh runtime")  # fmt: skip
+
+    def _ended_idle(self, session: Session) -> bool:
+        """True when the runtime's last word was that it ended itself after the idle TTL."""
+        self._index_journal(session)
+        last = self.store.events(session.id, newest=True, limit=1)
+        return bool(last and last[0].payload.get("ended_idle"))
 
     async def _fail(self, session_id: str, message: str) -> None:
         """Mark a session failed, with the cause as an `error` event, and release its runtime."""
@@ -339,6 +368,21 @@ class SessionManager(LoggingConfigurable):
         event = self.journal(session).append("error", {"message": message, "fatal": True})
         session.state, session.error = SessionState.FAILED, message
         self._finish(session, [event])
+        if session_id in self._ready:
+            self._ready[session_id].set()
+
+    def _end(self, session_id: str, state: SessionState, message: str | None,
+             client: str | None = None) -> None:  # fmt: skip
+        """Move a session whose runtime is gone to STATE, noting MESSAGE in its transcript."""
+        session = self.store.get_session(session_id)
+        if session is None:
+            return
+        self._index_journal(session)
+        events = []
+        if message is not None:
+            events.append(self.journal(session).append("system", {"message": message}, client))
+        session.state = state
+        self._finish(session, events)
         if session_id in self._ready:
             self._ready[session_id].set()
 
@@ -363,26 +407,33 @@ class SessionManager(LoggingConfigurable):
     def _running(self, session: Session) -> RuntimeHandle:
         handle = self.runtimes.get(session.id)
         if session.state is not SessionState.RUNNING or handle is None:
+            hint = {
+                SessionState.STARTING: "; wait until it is ready",
+                SessionState.STOPPED: f"; resume it first (jupyter catty resume {session.label})",
+                SessionState.FAILED: f"; resume it first (jupyter catty resume {session.label})",
+            }.get(session.state, "")
             raise Conflict(
-                f"session {session.label} is {session.state.value}, not running"
-                + ("; wait until it is ready" if session.state is SessionState.STARTING else ""),
+                f"session {session.label} is {session.state.value}, not running{hint}",
                 reason="not_running",
             )
         return handle
 
     async def send(self, session: Session, text: str, client: str | None) -> None:
-        """Send a user message to the session's agent."""
+        """Send a user message to the session's agent (CLIENT must be able to steer)."""
         self._check_message(text)
         if not text.strip():
             raise CattyError("the message is empty", reason="empty_message")
+        self._steer(session, client)
         if session.state is SessionState.STARTING:
             await self._wait_ready(session)
             session = self.get(session.id)
         self._running(session).send_message(text, client)
 
-    async def interrupt(self, session: Session) -> None:
+    async def interrupt(self, session: Session, client: str | None = None) -> None:
         """Interrupt the current turn."""
-        await self._running(session).interrupt()
+        handle = self._running(session)
+        self._steer(session, client)
+        await handle.interrupt()
 
     def pending_permissions(self, session: Session) -> dict[str, Event]:
         """Permission requests that have not been answered yet, by request id."""
@@ -403,22 +454,159 @@ class SessionManager(LoggingConfigurable):
             raise CattyError("behavior must be 'allow' or 'deny'", reason="bad_behavior")
         if request_id not in self.pending_permissions(session):
             raise NotFound(f"no pending permission request {request_id!r} in {session.label}")
-        self._running(session).control(
+        handle = self._running(session)
+        self._steer(session, client)
+        handle.control(
             {"type": "permission_reply", "request_id": request_id, "behavior": behavior,
              "message": message, "client": client}
         )  # fmt: skip
 
-    async def stop(self, session: Session, client: str | None = None) -> Session:
+    # -- input focus ----------------------------------------------------------------------------
+
+    def focus(self, session: Session) -> Focus:
+        """The session's focus, restored from its transcript the first time it is asked for."""
+        focus = self._focus.get(session.id)
+        if focus is None:
+            focus = self._focus[session.id] = Focus(grace=self.focus_grace)
+            holder = _last_focus_holder(self.store.events(session.id))
+            if holder is not None:
+                # Whoever held it before a server restart keeps it for a grace period.
+                focus.take(holder, time.time())
+        return focus
+
+    def focus_json(self, session: Session) -> dict[str, Any]:
+        """The session's focus as the API shows it."""
+        return self.focus(session).to_json(time.time())
+
+    def take_focus(self, session: Session, client: str) -> dict[str, Any]:
+        """Give CLIENT input focus; the previous holder learns it from the transcript at once."""
+        focus, now = self.focus(session), time.time()
+        if focus.current(now) == client:
+            focus.seen(client, now)
+            return focus.to_json(now)
+        previous = focus.take(client, now)
+        message = f"{client} took control" + (f" from {previous}" if previous else "")
+        self._record(session, "status", {"focus": client, "previous": previous,
+                                         "message": message}, client)  # fmt: skip
+        return focus.to_json(now)
+
+    def release_focus(self, session: Session, client: str) -> dict[str, Any]:
+        """Let go of focus; only its holder may."""
+        focus, now = self.focus(session), time.time()
+        holder = focus.current(now)
+        if holder is None:
+            return focus.to_json(now)
+        if holder != client:
+            raise FocusHeld(holder, session.label)
+        focus.release()
+        self._record(session, "status", {"focus": None, "previous": client,
+                                         "message": f"{client} let go of control"}, client)  # fmt: skip
+        return focus.to_json(now)
+
+    def _steer(self, session: Session, client: str | None) -> None:
+        """Refuse CLIENT unless it may steer; a client acting on a free focus takes it."""
+        if client is None:
+            return
+        focus, now = self.focus(session), time.time()
+        if not focus.may_steer(client, now):
+            holder = focus.current(now)
+            assert holder is not None
+            raise FocusHeld(holder, session.label)
+        if focus.current(now) is None:
+            self.take_focus(session, client)
+        focus.seen(client, now)
+
+    def stream_opened(self, session_id: str, client: str) -> None:
+        """A client opened a live stream: it is present (a holder's grace period stops)."""
+        session = self.store.get_session(session_id)
+        if session is not None:
+            self.focus(session).connect(client, time.time())
+
+    def stream_closed(self, session_id: str, client: str) -> None:
+        """A client's stream closed: a holder's grace period starts when its last one does."""
+        if session_id in self._focus:
+            self._focus[session_id].disconnect(client, time.time())
+
+    def _lapse_focus(self) -> None:
+        """Let go of focus whose holder has been away longer than the grace period."""
+        now = time.time()
+        for session_id, focus in list(self._focus.items()):
+            if focus.holder is None or not focus.lapsed(now):
+                continue
+            session = self.store.get_session(session_id)
+            holder = focus.release()
+            if session is not None:
+                self._record(
+                    session, "status",
+                    {"focus": None, "previous": holder, "message": f"{holder} was away for "
+                     f"{focus.grace:.0f} s, so its control lapsed; anyone may take it"},
+                )  # fmt: skip
+
+    # -- recording events -----------------------------------------------------------------------
+
+    def _record(
+        self, session: Session, kind: str, payload: dict[str, Any], client: str | None = None
+    ) -> None:
+        """Add an event the server originates, keeping one writer per journal.
+
+        While a runtime runs it writes the journal, so the event goes through it; otherwise the
+        manager appends it itself.
+        """
+        handle = self.runtimes.get(session.id)
+        if handle is not None and handle.client is not None and not handle.stopping:
+            handle.control({"type": "event", "kind": kind, "payload": payload, "client": client})
+        elif handle is not None:
+            self._spawn(self._record_when_ready(session.id, kind, payload, client))
+        else:
+            current = self.store.get_session(session.id)
+            if current is None:
+                return
+            self._index_journal(current)
+            event = self.journal(current).append(kind, payload, client=client)
+            self._finish(current, [event])
+
+    async def _record_when_ready(
+        self, session_id: str, kind: str, payload: dict[str, Any], client: str | None
+    ) -> None:
+        ready = self._ready.get(session_id)
+        if ready is not None:
+            await ready.wait()
+        session = self.store.get_session(session_id)
+        if session is not None:
+            self._record(session, kind, payload, client)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def stop(
+        self, session: Session, client: str | None = None, message: str = "session stopped"
+    ) -> Session:
         """End the session's runtime; its workspace and transcript stay."""
         if not session.state.is_live:
             return session
         await self._release(session.id)
-        session = self.get(session.id)
+        self._end(session.id, SessionState.STOPPED, message, client)
+        return self.get(session.id)
+
+    async def resume(self, session: Session, client: str | None = None) -> Session:
+        """Start a fresh runtime for a stopped or failed session, its conversation restored.
+
+        The environment's setup is not run again: the workspace already holds its result.
+        """
+        if session.state.is_live:
+            raise Conflict(f"session {session.label} is already {session.state.value}",
+                           reason="already_running")  # fmt: skip
+        env = self.environment(session.environment)
+        self._check_runtime_kernel()
+        self._index_journal(session)
         event = self.journal(session).append(
-            "system", {"message": "session stopped"}, client=client
+            "system", {"message": f"session resumed by {client or 'the server'}"}, client=client
         )
-        session.state = SessionState.STOPPED
+        session.state, session.error = SessionState.STARTING, None
         self._finish(session, [event])
+        if client is not None and self.focus(session).current(time.time()) is None:
+            self.focus(session).take(client, time.time())
+        self._ready[session.id] = asyncio.Event()
+        self._spawn(self._launch(session, env, None, client, resume=True))
         return session
 
     def set_archived(self, session: Session, archived: bool) -> Session:
@@ -434,6 +622,25 @@ class SessionManager(LoggingConfigurable):
         shutil.rmtree(self.runtime_dir(session), ignore_errors=True)
         self.store.delete_session(session.id)
         self._ready.pop(session.id, None)
+        self._focus.pop(session.id, None)
+
+    def download(self, session: Session, path: str | None = None) -> AsyncIterator[bytes]:
+        """A gzipped tar of the workspace (or a directory in it), streamed in chunks.
+
+        Works whether or not the session runs; refuses paths that leave the workspace and
+        workspaces over `max_download_bytes`.
+        """
+        root = self.session_dir(session) / "workspace"
+        target = archive.resolve_inside(root, path)
+        size = archive.tree_size(target)
+        if size > self.max_download_bytes:
+            raise TooLarge(
+                f"{session.label}'s workspace{' at ' + path if path else ''} holds {size} bytes, "
+                f"over the {self.max_download_bytes}-byte download limit "
+                "(CattyExtension.max_download_bytes); download a directory in it with ?path="
+            )
+        name = session.label if not path else f"{session.label}-{target.name}"
+        return archive.tar_gz_chunks(target, name)
 
     # -- subscribers --------------------------------------------------------------------------
 
@@ -458,36 +665,164 @@ class SessionManager(LoggingConfigurable):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _recover_after_restart(self) -> None:
-        """Sessions left live by a server that is gone are stopped, with a note saying why."""
+    @property
+    def _orphan_timeout(self) -> float:
+        """How long a runtime waits without a server before ending itself."""
+        return self.cull_idle_timeout if self.cull_idle_timeout > 0 else 7200.0
+
+    async def start(self) -> None:
+        """Re-attach runtimes a previous server left running, then start housekeeping.
+
+        Safe to call many times and from many requests: the work happens once.
+        """
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
         for session in self.store.list_sessions(include_archived=True):
             if session.state.is_live:
-                _end_leftover_runtime(session.runtime.get("pids") or [])
-                self._index_journal(session)
-                event = self.journal(session).append(
-                    "system", {"message": "the Jupyter server restarted; the session was stopped"}
-                )
-                session.state = SessionState.STOPPED
-                self.store.add_events(session.id, [event])
-                self.store.save_session(session)
+                try:
+                    await self._recover(session)
+                except Exception as exc:
+                    self.log.exception("catty: could not re-attach %s", session.label)
+                    _end_leftover_runtime(session.runtime.get("pids") or [])
+                    await self._fail(session.id, f"the Jupyter server restarted and could not "
+                                     f"re-attach the runtime: {exc}")  # fmt: skip
+        self._housekeeper = asyncio.ensure_future(self._housekeeping())
+
+    async def _recover(self, session: Session) -> None:
+        """Re-attach a runtime that outlived its server, or record how the session ended."""
+        info = session.runtime
+        alive = bool(info.get("provisioner")) and any(
+            runtime_alive(p) for p in info.get("pids") or []
+        )
+        if not alive:
+            _end_leftover_runtime(info.get("pids") or [])
+            if self._ended_idle(session):
+                self._end(session.id, SessionState.STOPPED, None)
+            else:
+                await self._fail(session.id, "the runtime ended while the Jupyter server was "
+                                 "down; resume the session to go on")  # fmt: skip
+            return
+        env = self.environments.get(session.environment)
+        if env is not None and self.prepare_environment is not None:
+            await self.prepare_environment(env)
+        handle = RuntimeHandle(
+            self.runtime_kernel, self.spec_manager, Path(info["runtime_dir"]), self.log
+        )
+        self.runtimes[session.id] = handle
+        for forward in info.get("forwards") or []:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(forward["socket"])
+            server = await serve_unix_to_tcp(forward["socket"], "127.0.0.1", forward["port"])
+            self._forwards.setdefault(session.id, []).append(server)
+        self._ready.setdefault(session.id, asyncio.Event())
+        await handle.attach(
+            info, on_event=lambda e: self._on_event(session.id, e),
+            on_exit=lambda code: self._on_runtime_exit(session.id, code),
+        )  # fmt: skip
+        # Whatever the runtime journaled while no server listened is indexed now; what it
+        # publishes from here on arrives through IOPub.
+        new = self._index_journal(session)
+        session = self.get(session.id)
+        for event in new:
+            self._apply(session, event)
+        self.store.save_session(session)
+        for event in new:
+            self._publish(session.id, event)
+        self.log.info("catty: re-attached %s (%d events caught up)", session.label, len(new))
+
+    async def _housekeeping(self) -> None:
+        """Once a second: lapse focus, keep runtimes told a server is here, cull idle sessions."""
+        keepalive_every = min(max(self._orphan_timeout / 4, 0.25), 30)
+        last_keepalive = last_cull = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, keepalive_every))
+            now = time.monotonic()
+            try:
+                self._lapse_focus()
+                if now - last_keepalive >= keepalive_every:
+                    last_keepalive = now
+                    for handle in list(self.runtimes.values()):
+                        with contextlib.suppress(Exception):
+                            handle.keepalive()
+                if self.cull_idle_timeout > 0 and now - last_cull >= self.cull_interval:
+                    last_cull = now
+                    await self.cull_idle()
+                # A busy agent is activity, even between events (JupyterHub's culler must
+                # not stop the server under it).
+                busy = any(s.activity is not Activity.IDLE for s in self._live_sessions())
+                if busy and self.on_activity is not None:
+                    self.on_activity()
+            except Exception:
+                self.log.exception("catty: housekeeping failed")
+
+    def _live_sessions(self) -> list[Session]:
+        return [s for s in map(self.store.get_session, list(self.runtimes)) if s is not None]
+
+    async def cull_idle(self) -> list[str]:
+        """Stop running sessions idle for longer than `cull_idle_timeout`; return their labels.
+
+        Idle means no transcript event (agent output, a message, a focus change, a permission
+        answer) for that long while the agent is not busy. Watching does not count.
+        """
+        culled = []
+        now = time.time()
+        for session in self._live_sessions():
+            if session.state is not SessionState.RUNNING or session.activity is Activity.BUSY:
+                continue
+            idle = now - session.last_activity
+            if idle >= self.cull_idle_timeout:
+                await self.stop(
+                    session, message=f"stopped after {idle:.0f} s idle (the idle TTL is "
+                    f"{self.cull_idle_timeout:.0f} s); resume it to go on",
+                )  # fmt: skip
+                culled.append(session.label)
+        return culled
 
     async def shutdown(self) -> None:
-        """Stop every runtime this manager started (the server is going away)."""
+        """The server is going away: leave runtimes running for the next one, or stop them."""
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
         for session_id in list(self.runtimes):
-            with contextlib.suppress(Exception):
-                await self.stop(self.get(session_id))
+            if self.stop_sessions_on_exit:
+                with contextlib.suppress(Exception):
+                    await self.stop(self.get(session_id), message="stopped with the server")
+            else:
+                self.runtimes.pop(session_id).detach()
+        for servers in self._forwards.values():
+            for server in servers:
+                server.close()
         self.store.close()
+
+
+def _last_focus_holder(events: list[Event]) -> str | None:
+    """Who held focus by the transcript: the last focus change, else the session's creator."""
+    for event in reversed(events):
+        if event.kind == "status" and "focus" in event.payload:
+            holder = event.payload["focus"]
+            return str(holder) if holder else None
+    for event in events:
+        if event.kind == "system" and event.client:
+            return event.client
+    return None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0 or code > 128:
+        number = -code if code < 0 else code - 128
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(number).name}"
+    return f"exit status {code}"
 
 
 def _end_leftover_runtime(pids: list[int]) -> None:
     """Kill a runtime a previous server left behind, so no two writers share a journal."""
     for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        # Only ours: a recycled pid may now belong to something else.
-        if b"bwrap" in cmdline or b"catty_jupyter.runtime" in cmdline:
+        if runtime_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,7 @@ from typing import Any
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 from ..core.models import Event
 from ..runtime.config import CONFIG_ENV, CONTROL_COMM, EVENT_MIMETYPE
@@ -65,6 +67,20 @@ class RuntimeHandle:
         pids = [getattr(provisioner, "sandbox_pid", None), getattr(provisioner, "pid", None)]
         return [p for p in pids if p]
 
+    async def info(self) -> dict[str, Any]:
+        """What a later server needs to re-attach: kernel id, connection file, provisioner info."""
+        assert self.km.provisioner is not None
+        provisioner = await self.km.provisioner.get_provisioner_info()
+        # The connection info in it carries the HMAC key as bytes; the file has it as text.
+        provisioner.pop("connection_info", None)
+        return {
+            "kernel_id": self.km.kernel_id,
+            "connection_file": self.km.connection_file,
+            "runtime_dir": str(self.runtime_dir),
+            "provisioner": json.loads(json.dumps(provisioner, default=str)),
+            "pids": self.pids(),
+        }
+
     async def start(
         self, spec: SandboxSpec, env: dict[str, str], config_path: Path,
         on_event: EventSink, on_exit: ExitSink,
@@ -80,6 +96,23 @@ class RuntimeHandle:
                 env=kernel_env, independent=True, stdout=output, stderr=output,
                 **{SPEC_ARGUMENT: spec.to_json()},
             )  # fmt: skip
+        await self._connect(on_event, on_exit)
+
+    async def attach(self, info: dict[str, Any], on_event: EventSink, on_exit: ExitSink) -> None:
+        """Take over a runtime a previous server launched, from what `info` saved."""
+        self.km.load_connection_file(info["connection_file"])
+        self.km.kernel_id = info["kernel_id"]
+        factory = KernelProvisionerFactory.instance(parent=self.km.parent)
+        provisioner = factory.create_provisioner_instance(
+            info["kernel_id"], self.km.kernel_spec, parent=self.km
+        )
+        await provisioner.load_provisioner_info(
+            {**info["provisioner"], "connection_info": self.km.get_connection_info()}
+        )
+        self.km.provisioner = provisioner
+        await self._connect(on_event, on_exit)
+
+    async def _connect(self, on_event: EventSink, on_exit: ExitSink) -> None:
         self.client = self.km.client()
         self.client.start_channels()
         await self.client.wait_for_ready(timeout=60)
@@ -138,6 +171,19 @@ class RuntimeHandle:
     async def interrupt(self) -> None:
         """Interrupt the agent's current turn."""
         await self.km.interrupt_kernel()
+
+    def keepalive(self) -> None:
+        """Tell the runtime a server is still here (it ends itself after a long silence)."""
+        if self.client is not None:
+            self.control({"type": "keepalive"})
+
+    def detach(self) -> None:
+        """Stop watching and talking to the runtime, and leave it running for a later server."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self.client is not None:
+            self.client.stop_channels()
 
     async def shutdown(self, now: bool = False) -> None:
         """End the runtime and stop watching it."""

@@ -16,6 +16,8 @@ from ..core.models import Event
 from .manager import SessionManager
 
 AUTH_RESOURCE = "catty"
+REPLAY_PAGE = 500
+"""Events read from the store at a time while replaying to a late subscriber."""
 
 
 class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore[misc]
@@ -28,6 +30,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         self._queue: asyncio.Queue[Event] | None = None
         self._session_id: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._client: str | None = None
 
     @property
     def manager(self) -> SessionManager:
@@ -51,10 +54,15 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         if not after.isdigit():
             raise web.HTTPError(400, f"after must be a whole number, not {after!r}")
         self._after = int(after)
+        # A named client (a device, a tab) is present while its stream is open: a focus holder
+        # keeps focus without a grace period running out.
+        client = self.get_argument("client", "")[:100]
+        self._client = client or None
 
     @ws_authenticated
     async def get(self, key: str) -> None:  # type: ignore[override]
         """Upgrade to a WebSocket."""
+        await self.manager.start()
         await self.pre_get(key)
         result = super().get(key)
         if result is not None:
@@ -64,15 +72,20 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         """Subscribe first, then replay: events indexed meanwhile are in the queue, not lost."""
         assert self._session_id is not None
         self._queue = self.manager.subscribe(self._session_id)
+        if self._client is not None:
+            self.manager.stream_opened(self._session_id, self._client)
         self._task = asyncio.ensure_future(self._forward())
 
     async def _forward(self) -> None:
         assert self._queue is not None and self._session_id is not None
         last = self._after
+        session = self.manager.get(self._session_id)
         try:
-            for event in self.manager.transcript(self.manager.get(self._session_id), after=last):
-                await self.write_message(json.dumps(event.to_json()))
-                last = event.seq
+            # Replay page by page, so a long transcript never sits in memory whole.
+            while page := self.manager.transcript(session, after=last, limit=REPLAY_PAGE):
+                for event in page:
+                    await self.write_message(json.dumps(event.to_json()))
+                    last = event.seq
             while True:
                 event = await self._queue.get()
                 if event.seq <= last:
@@ -80,7 +93,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
                 if event.seq > last + 1:
                     # The queue skipped ahead of what was replayed: fill from the index.
                     for missing in self.manager.transcript(
-                        self.manager.get(self._session_id), after=last, limit=event.seq - last - 1
+                        session, after=last, limit=event.seq - last - 1
                     ):
                         await self.write_message(json.dumps(missing.to_json()))
                         last = missing.seq
@@ -98,6 +111,8 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
             self._task.cancel()
         if self._queue is not None and self._session_id is not None:
             self.manager.unsubscribe(self._session_id, self._queue)
+            if self._client is not None:
+                self.manager.stream_closed(self._session_id, self._client)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Compress: transcripts are text."""

@@ -72,9 +72,14 @@ async def test_denied_permission_reaches_the_agent_and_the_turn_goes_on(
     assert info["activity"] == "waiting"
     assert [p["request_id"] for p in info["pending_permissions"]] == [request["request_id"]]
 
-    code, body = await api("POST", f"sessions/{label}/permissions/{request['request_id']}",
-                           {"behavior": "deny", "message": "not in this repo, please",
-                            "client": "phone"})  # fmt: skip
+    # Only the focus holder answers: the phone must take control first.
+    answer = {"behavior": "deny", "message": "not in this repo, please", "client": "phone"}
+    code, body = await api("POST", f"sessions/{label}/permissions/{request['request_id']}", answer)
+    assert code == 409 and body["reason"] == "focus_held", body
+    assert "anonymous holds input focus" in body["message"]
+    code, focus = await api("POST", f"sessions/{label}/focus", {"client": "phone"})
+    assert code == 200 and focus["holder"] == "phone", focus
+    code, body = await api("POST", f"sessions/{label}/permissions/{request['request_id']}", answer)
     assert code == 200, body
     evs = await session_until(label, lambda e: results(e) >= 1, what="the turn to end")
     decision = next(e for e in evs if e["kind"] == "permission_decision")
@@ -87,6 +92,6 @@ async def test_denied_permission_reaches_the_agent_and_the_turn_goes_on(
 
     # The same request cannot be answered twice.
     code, body = await api("POST", f"sessions/{label}/permissions/{request['request_id']}",
-                           {"behavior": "allow"})  # fmt: skip
+                           {"behavior": "allow", "client": "phone"})  # fmt: skip
     assert code == 404, body
     await api("POST", f"sessions/{label}/stop")

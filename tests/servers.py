@@ -51,7 +51,10 @@ class LiveServer:
         """Start the server and wait until the catty API answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.root_dir.mkdir(parents=True, exist_ok=True)
-        traits = {"data_dir": str(self.data_dir), "demo_model": True, **self.config}
+        # A test's server stops its sessions on the way out, so no runtime outlives the test;
+        # a SIGKILL (`kill`) skips that, as a crash would.
+        traits = {"data_dir": str(self.data_dir), "demo_model": True,
+                  "stop_sessions_on_exit": True, **self.config}  # fmt: skip
         argv = [
             sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
             f"--port={self.port}", "--port-retries=0", f"--ServerApp.root_dir={self.root_dir}",

@@ -25,7 +25,7 @@ async def test_an_idle_session_is_stopped_and_keeps_its_work(
     await session_until(label, lambda e: results(e) >= 1, what="the first command")
 
     async def stopped() -> Any:
-        code, info = await api("GET", f"sessions/{label}")
+        _code, info = await api("GET", f"sessions/{label}")
         return info if info["state"] == "stopped" else None
 
     await wait_for(stopped, timeout=20, what="the idle session to be culled")
@@ -48,11 +48,12 @@ async def test_a_busy_agent_is_not_culled_and_counts_as_server_activity(
     api: Any, session_until: Any, jp_serverapp: Any
 ) -> None:
     code, s = await api("POST", "sessions", {"agent": "shell", "prompt": "sleep 4; echo woke"})
+    assert code == 201, s
     label = s["label"]
     await session_until(label, lambda e: any(x["kind"] == "tool_use" for x in e), what="start")
     started = datetime.now(UTC)
     await asyncio.sleep(3)  # longer than the TTL, with no transcript event meanwhile
-    code, info = await api("GET", f"sessions/{label}")
+    _code, info = await api("GET", f"sessions/{label}")
     assert info["state"] == "running" and info["activity"] == "busy"
     # JupyterHub reads the newest *_last_activity setting: the busy agent kept it fresh.
     assert (jp_serverapp.web_app.last_activity() - started).total_seconds() > 1.5

@@ -51,7 +51,7 @@ async def test_a_killed_runtime_fails_the_session_and_resume_starts_a_new_shell(
     os.kill(handle.km.provisioner.sandbox_pid, signal.SIGKILL)
 
     async def failed() -> Any:
-        code, info = await api("GET", f"sessions/{label}")
+        _code, info = await api("GET", f"sessions/{label}")
         return info if info["state"] == "failed" else None
 
     info = await wait_for(failed, timeout=30, what="the session to fail")
@@ -59,7 +59,9 @@ async def test_a_killed_runtime_fails_the_session_and_resume_starts_a_new_shell(
     last = (await events(label))[-1]
     assert last["kind"] == "error" and last["payload"]["fatal"] is True
     assert "resume" in last["payload"]["message"]
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "desk"})
+    code, body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "desk"}
+    )
     assert code == 409 and "resume it first" in body["message"], body
 
     code, body = await api("POST", f"sessions/{label}/resume", {"client": "desk"})
@@ -115,8 +117,14 @@ async def test_focus_one_hand_on_the_wheel(
     # The desk watches; the phone, a viewer, may not steer.
     desk = await jp_ws_fetch("catty", "v1", "sessions", label, "stream",
                              params={"after": str(s.get("seq", 0)), "client": "desk"})  # fmt: skip
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "phone"})
-    assert code == 409 and body["reason"] == "focus_held" and "desk holds input focus" in body["message"]
+    code, body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "phone"}
+    )
+    assert (
+        code == 409
+        and body["reason"] == "focus_held"
+        and "desk holds input focus" in body["message"]
+    )
     code, body = await api("POST", f"sessions/{label}/interrupt", {"client": "phone"})
     assert code == 409
 
@@ -132,8 +140,13 @@ async def test_focus_one_hand_on_the_wheel(
 
     change = await told()
     assert change["payload"]["focus"] == "phone" and change["payload"]["previous"] == "desk"
-    assert change["client"] == "phone" and "phone took control from desk" in change["payload"]["message"]
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "desk"})
+    assert (
+        change["client"] == "phone"
+        and "phone took control from desk" in change["payload"]["message"]
+    )
+    code, body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo hi", "client": "desk"}
+    )
     assert code == 409 and "phone holds input focus" in body["message"]
     code, body = await api("POST", f"sessions/{label}/messages",
                            {"text": "echo from-the-phone", "client": "phone"})  # fmt: skip
@@ -146,7 +159,9 @@ async def test_focus_one_hand_on_the_wheel(
     assert code == 409
     code, focus = await api("DELETE", f"sessions/{label}/focus", client="phone")
     assert code == 200 and focus["holder"] is None
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo back", "client": "desk"})
+    code, body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo back", "client": "desk"}
+    )
     assert code == 202
     code, focus = await api("GET", f"sessions/{label}/focus")
     assert focus["holder"] == "desk" and focus["connected"] is True
@@ -175,24 +190,28 @@ async def test_a_holder_that_drops_off_keeps_focus_for_the_grace_period(
     dropped = time.time()
 
     async def disconnected() -> Any:
-        code, focus = await api("GET", f"sessions/{label}/focus")
+        _code, focus = await api("GET", f"sessions/{label}/focus")
         return focus if not focus["connected"] else None
 
     focus = await wait_for(disconnected, timeout=10, what="the server to notice")
     assert focus["holder"] == "phone" and focus["expires"] >= dropped + 1.0
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo x", "client": "desk"})
+    code, _body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo x", "client": "desk"}
+    )
     assert code == 409  # within the grace period the phone still holds it
 
     async def lapsed() -> Any:
-        code, focus = await api("GET", f"sessions/{label}/focus")
+        _code, focus = await api("GET", f"sessions/{label}/focus")
         return focus["holder"] is None
 
     await wait_for(lapsed, timeout=10, what="the grace period to end")
     evs = await session_until(label, lambda e: any(
         "lapsed" in str(ev["payload"].get("message")) for ev in e), what="the lapse event")  # fmt: skip
-    assert [ev for ev in evs if "lapsed" in str(ev["payload"].get("message"))][0]["payload"][
+    assert next(ev for ev in evs if "lapsed" in str(ev["payload"].get("message")))["payload"][
         "previous"] == "phone"  # fmt: skip
-    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo x", "client": "desk"})
+    code, _body = await api(
+        "POST", f"sessions/{label}/messages", {"text": "echo x", "client": "desk"}
+    )
     assert code == 202
     await api("POST", f"sessions/{label}/stop")
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -46,9 +47,19 @@ def render(event: dict[str, Any], full: bool = False, label: str = "LABEL") -> s
     if kind in ("system", "error"):
         msg = p.get("message")
         return f"{'!' if kind == 'error' else '·'} {msg}" if msg else None
+    if kind == "status" and "focus" in p:
+        return f"· {p.get('message')}"
     if kind == "status" and p.get("ready"):
         return "· agent ready"
     return None
+
+
+def default_client_id() -> str:
+    """This terminal's client identity: $CATTY_CLIENT, else `terminal@HOST`.
+
+    One name for every command run here, so `new`, `send` and `attach` share input focus.
+    """
+    return os.environ.get("CATTY_CLIENT") or f"terminal@{socket.gethostname()}"
 
 
 def _client(args: argparse.Namespace) -> CattyClient:
@@ -56,7 +67,7 @@ def _client(args: argparse.Namespace) -> CattyClient:
     server = ServerInfo(args.url, token) if args.url else find_server()
     if args.token and not args.url:
         server = ServerInfo(server.url, args.token)
-    return CattyClient(server, client_id=args.client)
+    return CattyClient(server, client_id=args.client or default_client_id())
 
 
 def _print_sessions(sessions: list[dict[str, Any]]) -> None:
@@ -76,8 +87,11 @@ def _print_sessions(sessions: list[dict[str, Any]]) -> None:
               f"{s['environment']:<10} {shown}")  # fmt: skip
 
 
-async def _follow(client: CattyClient, label: str, after: int, full: bool) -> None:
-    async for event in client.follow(label, after=after):
+async def follow(
+    client: CattyClient, label: str, after: int, full: bool = False, present: bool = False
+) -> None:
+    """Print the session's events after AFTER as they happen, until the session ends."""
+    async for event in client.follow(label, after=after, present=present):
         text = render(event, full, label)
         if text is not None:
             print(text, flush=True)
@@ -116,7 +130,7 @@ def cmd_log(c: CattyClient, a: argparse.Namespace) -> None:
         print(json.dumps(c.transcript(a.label, after=a.after, limit=5000)))
         return
     if a.follow and c.get(a.label)["state"] not in TERMINAL_STATES:
-        asyncio.run(_follow(c, a.label, a.after, a.full))
+        asyncio.run(follow(c, a.label, a.after, a.full))
         return
     for event in c.transcript(a.label, after=a.after, limit=5000):
         text = render(event, a.full, a.label)
@@ -139,6 +153,48 @@ def cmd_answer(c: CattyClient, a: argparse.Namespace) -> None:
     c.answer(a.label, a.request_id, a.command, a.message or "")
 
 
+def cmd_resume(c: CattyClient, a: argparse.Namespace) -> None:
+    """Resume a stopped or failed session."""
+    s = c.resume(a.label)
+    print(s["state"], flush=True)
+    print(f"  follow it: jupyter catty attach {a.label}", file=sys.stderr)
+
+
+def cmd_archive(c: CattyClient, a: argparse.Namespace) -> None:
+    """Archive a session, or bring it back with --undo."""
+    s = c.archive(a.label, archived=not a.undo)
+    print("archived" if s["archived"] else "not archived")
+
+
+def cmd_delete(c: CattyClient, a: argparse.Namespace) -> None:
+    """Delete a session for good, after confirmation."""
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise ClientError(f"deleting {a.label} removes its workspace and transcript for "
+                              "good; pass --yes to confirm")  # fmt: skip
+        typed = input(f"Delete {a.label}, its workspace and transcript, for good? "
+                      "Type its label to confirm: ").strip()  # fmt: skip
+        if typed != a.label:
+            raise ClientError("not confirmed; nothing was deleted")
+    c.delete(a.label)
+    print(f"deleted {a.label}")
+
+
+def cmd_download(c: CattyClient, a: argparse.Namespace) -> None:
+    """Save a session's workspace as a .tar.gz."""
+    suffix = f"-{a.path.strip('/').replace('/', '-')}" if a.path else ""
+    dest = Path(a.output or f"{a.label}{suffix}.tar.gz")
+    size = c.download(a.label, dest, path=a.path)
+    print(f"{dest} ({size} bytes)")
+
+
+def cmd_attach(c: CattyClient, a: argparse.Namespace) -> None:
+    """Watch a session live; lines typed here are sent while this terminal holds focus."""
+    from .attach import attach
+
+    asyncio.run(attach(c, a.label, read_only=a.read_only, backlog=a.backlog))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `jupyter catty`."""
     parser = argparse.ArgumentParser(
@@ -151,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", help="its token (default: $CATTY_TOKEN, else from its runtime file)"
     )
-    parser.add_argument("--client", help="name this terminal as a client (default: your user)")
+    parser.add_argument(
+        "--client", help="this terminal's client name (default: $CATTY_CLIENT or terminal@HOST)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("new", help="start a session on a copy of a repository")
@@ -188,6 +246,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("interrupt", help="interrupt the agent's current turn")
     p.add_argument("label")
     p.set_defaults(func=cmd_interrupt)
+
+    p = sub.add_parser(
+        "attach",
+        help="watch a session live and type to it (when this terminal holds input focus)",
+        description="Show the session's recent transcript, then follow it live. A line typed "
+        "here is sent to the agent while this terminal holds input focus; /take takes it, "
+        "/interrupt, /allow ID, /deny ID [MESSAGE], /quit (or Ctrl-D) detaches.",
+    )
+    p.add_argument("label")
+    p.add_argument("--read-only", action="store_true", help="only watch; never take focus")
+    p.add_argument("--backlog", type=int, default=30, help="recent events to show first")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("resume", help="resume a stopped or failed session")
+    p.add_argument("label")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("archive", help="hide a session from `list` (list --all shows it)")
+    p.add_argument("label")
+    p.add_argument("--undo", action="store_true", help="bring it back to the list")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("delete", help="delete a session, its workspace and transcript")
+    p.add_argument("label")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("download", help="save a session's workspace as a .tar.gz")
+    p.add_argument("label")
+    p.add_argument("--output", "-o", help="the file to write (default: LABEL.tar.gz)")
+    p.add_argument("--path", help="only this directory of the workspace")
+    p.set_defaults(func=cmd_download)
 
     for verb in ("allow", "deny"):
         p = sub.add_parser(verb, help=f"{verb} a pending permission request")

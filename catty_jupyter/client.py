@@ -79,11 +79,11 @@ class CattyClient:
             headers["X-Catty-Client"] = self.client_id
         return headers
 
-    def url(self, path: str, **query: Any) -> str:
-        """The full URL of an API path."""
+    def url(self, route: str, /, **query: Any) -> str:
+        """The full URL of an API route, with QUERY's non-None values as its query string."""
         args = {k: v for k, v in query.items() if v is not None}
         suffix = f"?{urllib.parse.urlencode(args)}" if args else ""
-        return f"{self.server.base}{API}/{path}{suffix}"
+        return f"{self.server.base}{API}/{route}{suffix}"
 
     def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
         """Call the API; return the decoded JSON answer or raise ClientError with its message."""
@@ -94,20 +94,24 @@ class CattyClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                err = json.loads(raw)
-                message, reason = err.get("message") or exc.reason, err.get("reason")
-            except ValueError:
-                message, reason = f"{exc.code} {exc.reason}", None
-            if exc.code == 403 and not self.server.token:
-                message += " (no token given: pass --token or set $CATTY_TOKEN)"
-            raise ClientError(str(message), status=exc.code, reason=reason) from None
+            raise self._error(exc) from None
         except urllib.error.URLError as exc:
             raise ClientError(
                 f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
             ) from None
         return json.loads(raw) if raw else None
+
+    def _error(self, exc: urllib.error.HTTPError) -> ClientError:
+        """The server's JSON error as a ClientError."""
+        raw = exc.read()
+        try:
+            err = json.loads(raw)
+            message, reason = err.get("message") or exc.reason, err.get("reason")
+        except ValueError:
+            message, reason = f"{exc.code} {exc.reason}", None
+        if exc.code == 403 and not self.server.token:
+            message += " (no token given: pass --token or set $CATTY_TOKEN)"
+        return ClientError(str(message), status=exc.code, reason=reason)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -139,25 +143,69 @@ class CattyClient:
         """Stop the session."""
         return self.request("POST", f"sessions/{label}/stop", {})  # type: ignore[no-any-return]
 
+    def resume(self, label: str) -> dict[str, Any]:
+        """Start a stopped or failed session again, its conversation restored."""
+        return self.request("POST", f"sessions/{label}/resume", {})  # type: ignore[no-any-return]
+
+    def archive(self, label: str, archived: bool = True) -> dict[str, Any]:
+        """Hide the session from the default list (or show it again)."""
+        return self.request("PATCH", f"sessions/{label}", {"archived": archived})  # type: ignore[no-any-return]
+
+    def delete(self, label: str) -> None:
+        """Delete the session and everything it left on disk."""
+        self.request("DELETE", f"sessions/{label}", confirm=label)
+
+    def take_focus(self, label: str) -> dict[str, Any]:
+        """Take input focus on the session for this client."""
+        return self.request("POST", f"sessions/{label}/focus", {})  # type: ignore[no-any-return]
+
+    def download(self, label: str, dest: Path, path: str | None = None) -> int:
+        """Save the workspace (or PATH in it) as a .tar.gz at DEST; return its size in bytes."""
+        req = urllib.request.Request(self.url(f"sessions/{label}/download", path=path),
+                                     headers=self._headers())  # fmt: skip
+        size = 0
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp, dest.open("wb") as out:
+                while chunk := resp.read(1 << 16):
+                    out.write(chunk)
+                    size += len(chunk)
+        except urllib.error.HTTPError as exc:
+            dest.unlink(missing_ok=True)
+            raise self._error(exc) from None
+        except urllib.error.URLError as exc:
+            dest.unlink(missing_ok=True)
+            raise ClientError(
+                f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
+            ) from None
+        return size
+
     def answer(self, label: str, request_id: str, behavior: str, message: str = "") -> None:
         """Answer a permission request."""
         self.request("POST", f"sessions/{label}/permissions/{request_id}",
                      {"behavior": behavior, "message": message})  # fmt: skip
 
     def transcript(
-        self, label: str, after: int = 0, limit: int | None = None
+        self, label: str, after: int = 0, limit: int | None = None, newest: bool = False
     ) -> list[dict[str, Any]]:
-        """Transcript events after AFTER."""
-        return list(
-            self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit)["events"]
-        )
+        """Transcript events after AFTER (with NEWEST, the last LIMIT of them)."""
+        data = self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit,
+                            tail=1 if newest else None)  # fmt: skip
+        return list(data["events"])
 
-    async def follow(self, label: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """Every event after AFTER, then live ones as they happen, over the WebSocket."""
+    async def follow(
+        self, label: str, after: int = 0, present: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every event after AFTER, then live ones as they happen, over the WebSocket.
+
+        PRESENT marks this client as connected while it follows, so input focus it holds does
+        not lapse.
+        """
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
-        url = self.url(f"sessions/{label}/stream", after=after).replace("http", "ws", 1)
+        client = self.client_id if present else None
+        url = self.url(f"sessions/{label}/stream", after=after, client=client)
+        url = url.replace("http", "ws", 1)
         headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
         try:
             conn = await websocket_connect(HTTPRequest(url, headers=headers))

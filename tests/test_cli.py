@@ -85,3 +85,104 @@ async def test_clear_messages_for_bad_repos_and_no_server(catty: Run, tmp_path: 
     assert code == 1 and "no-such-0000" in err and out == ""
     code, _out, err = await catty("list", cwd=tmp_path, url_flag=False)
     assert code == 1 and "no running Jupyter server" in err and "--url" in err
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: str, timeout: float = 60) -> str:
+    """Read a subprocess's output until NEEDLE shows up; return all of it."""
+    seen = ""
+    while needle not in seen:
+        chunk = await asyncio.wait_for(stream.read(4096), timeout)
+        if not chunk:
+            raise AssertionError(f"output ended before {needle!r}:\n{seen}")
+        seen += chunk.decode()
+    return seen
+
+
+async def test_attach_follows_live_and_types_only_with_focus(
+    catty: Run, jp_serverapp: Any, jp_http_port: int, jp_base_url: str, api: Any
+) -> None:
+    code, out, err = await catty("--client", "desk", "new", "--agent", "shell", "--empty",
+                                 "--json", "echo first-turn")  # fmt: skip
+    assert code == 0, err
+    label = json.loads(out)["label"]
+    env = {**os.environ, "CATTY_URL": f"http://127.0.0.1:{jp_http_port}{jp_base_url}",
+           "CATTY_TOKEN": jp_serverapp.identity_provider.token, "CATTY_CLIENT": "desk"}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "catty_jupyter.cli", "attach", label, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        seen = await _read_until(proc.stdout, "first-turn\n")
+        assert f"attached to {label}" in seen and "you hold it" in seen
+
+        proc.stdin.write(b"echo typed-$((6 * 7))\n")
+        await proc.stdin.drain()
+        await _read_until(proc.stdout, "typed-42")
+
+        # Another device takes control: the terminal is told, and its typing is refused.
+        code, _ = await api("POST", f"sessions/{label}/focus", {"client": "phone"})
+        assert code == 200
+        await _read_until(proc.stdout, "phone took control from desk")
+        proc.stdin.write(b"echo refused\n")
+        await proc.stdin.drain()
+        seen = await _read_until(proc.stdout, "/take")
+        assert "phone holds input focus" in seen
+
+        proc.stdin.write(b"/take\necho mine-again\n")
+        await proc.stdin.drain()
+        await _read_until(proc.stdout, "mine-again\n")
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # --read-only sends nothing and never takes focus.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "catty_jupyter.cli", "attach", "--read-only", label,
+        env={**env, "CATTY_CLIENT": "viewer"}, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out_bytes, _ = await asyncio.wait_for(proc.communicate(b"echo sneaky\n/take\n"), 60)
+    assert "read-only: nothing was sent" in out_bytes.decode()
+    code, focus = await api("GET", f"sessions/{label}/focus")
+    assert focus["holder"] == "desk"
+    code, body = await api("GET", f"sessions/{label}/transcript")
+    assert "sneaky" not in json.dumps(body)
+
+
+async def test_resume_archive_download_delete(catty: Run, tmp_path: Path) -> None:
+    code, out, err = await catty("new", "--agent", "shell", "--empty", "--json",
+                                 "echo payload > made.txt")  # fmt: skip
+    label = json.loads(out)["label"]
+    for _ in range(100):
+        code, out, err = await catty("log", label)
+        if "turn done" in out:
+            break
+        await asyncio.sleep(0.1)
+    assert (await catty("stop", label))[1].strip() == "stopped"
+
+    code, out, err = await catty("download", label, "-o", str(tmp_path / "ws.tgz"))
+    assert code == 0 and "ws.tgz" in out, err
+    import tarfile
+
+    with tarfile.open(tmp_path / "ws.tgz") as tar:
+        made = tar.extractfile(f"{label}/made.txt")
+        assert made is not None and made.read() == b"payload\n"
+
+    code, out, err = await catty("resume", label)
+    assert code == 0 and out.strip() == "starting", err
+    code, out, err = await catty("archive", label)
+    assert code == 0 and out.strip() == "archived"
+    assert label not in (await catty("list"))[1]
+    assert label in (await catty("list", "--all"))[1]
+
+    code, out, err = await catty("delete", label)  # no terminal to confirm on
+    assert code == 1 and "--yes" in err
+    code, out, err = await catty("delete", "--yes", label)
+    assert code == 0 and f"deleted {label}" in out, err
+    code, out, err = await catty("list", "--all")
+    assert label not in out

@@ -70,11 +70,6 @@ class Focus:
         previous, self.holder, self.since = self.holder, None, None
         return previous
 
-    def may_steer(self, client: str, now: float) -> bool:
-        """True when CLIENT holds focus, or nobody does (then acting takes it)."""
-        holder = self.current(now)
-        return holder is None or holder == client
-
     def seen(self, client: str, now: float) -> None:
         """CLIENT acted: a holder's grace period starts again from now."""
         if client == self.holder:

@@ -158,7 +158,7 @@ class SessionHandler(CattyHandler):
         data["pending_permissions"] = [
             e.payload for e in self.manager.pending_permissions(session).values()
         ]
-        data["focus"] = self.manager.focus_json(session)
+        data["focus"] = self.manager.focus.to_json(session)
         self.reply(data)
 
     @web.authenticated
@@ -235,14 +235,14 @@ class FocusHandler(CattyHandler):
     @authorized
     async def get(self, key: str) -> None:
         """Who holds focus."""
-        self.reply(self.manager.focus_json(self.session(key)))
+        self.reply(self.manager.focus.to_json(self.session(key)))
 
     @web.authenticated
     @authorized
     async def post(self, key: str) -> None:
         """The calling client takes focus (the previous holder is told in the transcript)."""
         session = self.session(key)
-        self.reply(self.manager.take_focus(session, self.client_id(self.body())))
+        self.reply(self.manager.focus.take(session, self.client_id(self.body())))
 
     @web.authenticated
     @authorized
@@ -250,7 +250,7 @@ class FocusHandler(CattyHandler):
         """The holder lets go of focus (`?client=`, or the X-Catty-Client header)."""
         session = self.session(key)
         client = self.get_argument("client", None)
-        self.reply(self.manager.release_focus(session, client or self.client_id()))
+        self.reply(self.manager.focus.release(session, client or self.client_id()))
 
 
 class DownloadHandler(CattyHandler):

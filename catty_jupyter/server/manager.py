@@ -24,7 +24,6 @@ from ..core import archive
 from ..core import workspace as workspaces
 from ..core.environments import Environment
 from ..core.errors import CattyError, Conflict, NotFound, TooLarge, Unavailable
-from ..core.focus import Focus, FocusHeld
 from ..core.journal import Journal
 from ..core.labels import new_label
 from ..core.models import Activity, Event, Session, SessionState
@@ -33,6 +32,7 @@ from ..runtime.config import RuntimeConfig
 from ..sandbox.bwrap import SandboxSpec, SandboxUnavailable, find_bwrap, python_paths
 from ..sandbox.portforward import PortForward, serve_unix_to_tcp
 from ..sandbox.provisioner import runtime_alive
+from .focus import FocusKeeper
 from .runtime import RuntimeHandle
 
 UNSANDBOXED_WARNING = (
@@ -53,7 +53,6 @@ class SessionManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self.cull_idle_timeout = cull_idle_timeout
         self.cull_interval = cull_interval
-        self.focus_grace = focus_grace
         self.stop_sessions_on_exit = stop_sessions_on_exit
         self.max_download_bytes = max_download_bytes
         self.data_dir = data_dir
@@ -74,7 +73,8 @@ class SessionManager(LoggingConfigurable):
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._focus: dict[str, Focus] = {}
+        self.focus = FocusKeeper(self.store, focus_grace, self._record)
+        """Who may steer each session."""
         self._started: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self.on_activity: Callable[[], None] | None = None
@@ -180,7 +180,7 @@ class SessionManager(LoggingConfigurable):
         )  # fmt: skip
         self._index_journal(session)
         if client is not None:
-            self.focus(session).take(client, time.time())
+            self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
         self._spawn(self._launch(session, env, prompt, client))
         return session
@@ -423,7 +423,7 @@ class SessionManager(LoggingConfigurable):
         self._check_message(text)
         if not text.strip():
             raise CattyError("the message is empty", reason="empty_message")
-        self._steer(session, client)
+        self.focus.steer(session, client)
         if session.state is SessionState.STARTING:
             await self._wait_ready(session)
             session = self.get(session.id)
@@ -432,7 +432,7 @@ class SessionManager(LoggingConfigurable):
     async def interrupt(self, session: Session, client: str | None = None) -> None:
         """Interrupt the current turn."""
         handle = self._running(session)
-        self._steer(session, client)
+        self.focus.steer(session, client)
         await handle.interrupt()
 
     def pending_permissions(self, session: Session) -> dict[str, Event]:
@@ -455,92 +455,11 @@ class SessionManager(LoggingConfigurable):
         if request_id not in self.pending_permissions(session):
             raise NotFound(f"no pending permission request {request_id!r} in {session.label}")
         handle = self._running(session)
-        self._steer(session, client)
+        self.focus.steer(session, client)
         handle.control(
             {"type": "permission_reply", "request_id": request_id, "behavior": behavior,
              "message": message, "client": client}
         )  # fmt: skip
-
-    # -- input focus ----------------------------------------------------------------------------
-
-    def focus(self, session: Session) -> Focus:
-        """The session's focus, restored from its transcript the first time it is asked for."""
-        focus = self._focus.get(session.id)
-        if focus is None:
-            focus = self._focus[session.id] = Focus(grace=self.focus_grace)
-            holder = _last_focus_holder(self.store.events(session.id))
-            if holder is not None:
-                # Whoever held it before a server restart keeps it for a grace period.
-                focus.take(holder, time.time())
-        return focus
-
-    def focus_json(self, session: Session) -> dict[str, Any]:
-        """The session's focus as the API shows it."""
-        return self.focus(session).to_json(time.time())
-
-    def take_focus(self, session: Session, client: str) -> dict[str, Any]:
-        """Give CLIENT input focus; the previous holder learns it from the transcript at once."""
-        focus, now = self.focus(session), time.time()
-        if focus.current(now) == client:
-            focus.seen(client, now)
-            return focus.to_json(now)
-        previous = focus.take(client, now)
-        message = f"{client} took control" + (f" from {previous}" if previous else "")
-        self._record(session, "status", {"focus": client, "previous": previous,
-                                         "message": message}, client)  # fmt: skip
-        return focus.to_json(now)
-
-    def release_focus(self, session: Session, client: str) -> dict[str, Any]:
-        """Let go of focus; only its holder may."""
-        focus, now = self.focus(session), time.time()
-        holder = focus.current(now)
-        if holder is None:
-            return focus.to_json(now)
-        if holder != client:
-            raise FocusHeld(holder, session.label)
-        focus.release()
-        self._record(session, "status", {"focus": None, "previous": client,
-                                         "message": f"{client} let go of control"}, client)  # fmt: skip
-        return focus.to_json(now)
-
-    def _steer(self, session: Session, client: str | None) -> None:
-        """Refuse CLIENT unless it may steer; a client acting on a free focus takes it."""
-        if client is None:
-            return
-        focus, now = self.focus(session), time.time()
-        if not focus.may_steer(client, now):
-            holder = focus.current(now)
-            assert holder is not None
-            raise FocusHeld(holder, session.label)
-        if focus.current(now) is None:
-            self.take_focus(session, client)
-        focus.seen(client, now)
-
-    def stream_opened(self, session_id: str, client: str) -> None:
-        """A client opened a live stream: it is present (a holder's grace period stops)."""
-        session = self.store.get_session(session_id)
-        if session is not None:
-            self.focus(session).connect(client, time.time())
-
-    def stream_closed(self, session_id: str, client: str) -> None:
-        """A client's stream closed: a holder's grace period starts when its last one does."""
-        if session_id in self._focus:
-            self._focus[session_id].disconnect(client, time.time())
-
-    def _lapse_focus(self) -> None:
-        """Let go of focus whose holder has been away longer than the grace period."""
-        now = time.time()
-        for session_id, focus in list(self._focus.items()):
-            if focus.holder is None or not focus.lapsed(now):
-                continue
-            session = self.store.get_session(session_id)
-            holder = focus.release()
-            if session is not None:
-                self._record(
-                    session, "status",
-                    {"focus": None, "previous": holder, "message": f"{holder} was away for "
-                     f"{focus.grace:.0f} s, so its control lapsed; anyone may take it"},
-                )  # fmt: skip
 
     # -- recording events -----------------------------------------------------------------------
 
@@ -603,8 +522,8 @@ class SessionManager(LoggingConfigurable):
         )
         session.state, session.error = SessionState.STARTING, None
         self._finish(session, [event])
-        if client is not None and self.focus(session).current(time.time()) is None:
-            self.focus(session).take(client, time.time())
+        if client is not None:
+            self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
         self._spawn(self._launch(session, env, None, client, resume=True))
         return session
@@ -622,7 +541,7 @@ class SessionManager(LoggingConfigurable):
         shutil.rmtree(self.runtime_dir(session), ignore_errors=True)
         self.store.delete_session(session.id)
         self._ready.pop(session.id, None)
-        self._focus.pop(session.id, None)
+        self.focus.forget(session.id)
 
     def download(self, session: Session, path: str | None = None) -> AsyncIterator[bytes]:
         """A gzipped tar of the workspace (or a directory in it), streamed in chunks.
@@ -741,7 +660,7 @@ class SessionManager(LoggingConfigurable):
             await asyncio.sleep(min(1.0, keepalive_every))
             now = time.monotonic()
             try:
-                self._lapse_focus()
+                self.focus.lapse()
                 if now - last_keepalive >= keepalive_every:
                     last_keepalive = now
                     for handle in list(self.runtimes.values()):
@@ -795,18 +714,6 @@ class SessionManager(LoggingConfigurable):
             for server in servers:
                 server.close()
         self.store.close()
-
-
-def _last_focus_holder(events: list[Event]) -> str | None:
-    """Who held focus by the transcript: the last focus change, else the session's creator."""
-    for event in reversed(events):
-        if event.kind == "status" and "focus" in event.payload:
-            holder = event.payload["focus"]
-            return str(holder) if holder else None
-    for event in events:
-        if event.kind == "system" and event.client:
-            return event.client
-    return None
 
 
 def _describe_exit(code: int | None) -> str:

@@ -73,7 +73,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         assert self._session_id is not None
         self._queue = self.manager.subscribe(self._session_id)
         if self._client is not None:
-            self.manager.stream_opened(self._session_id, self._client)
+            self.manager.focus.opened(self.manager.get(self._session_id), self._client)
         self._task = asyncio.ensure_future(self._forward())
 
     async def _forward(self) -> None:
@@ -112,7 +112,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         if self._queue is not None and self._session_id is not None:
             self.manager.unsubscribe(self._session_id, self._queue)
             if self._client is not None:
-                self.manager.stream_closed(self._session_id, self._client)
+                self.manager.focus.closed(self._session_id, self._client)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Compress: transcripts are text."""

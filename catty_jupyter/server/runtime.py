@@ -73,11 +73,15 @@ class RuntimeHandle:
         provisioner = await self.km.provisioner.get_provisioner_info()
         # The connection info in it carries the HMAC key as bytes; the file has it as text.
         provisioner.pop("connection_info", None)
+        connection = self.km.get_connection_info()
+        # Kept here too, not only in the connection file: a kernel manager removes the file it
+        # wrote when it is garbage-collected, as on a polite server shutdown.
         return {
             "kernel_id": self.km.kernel_id,
             "connection_file": self.km.connection_file,
+            "connection": json.loads(json.dumps(connection, default=_text)),
             "runtime_dir": str(self.runtime_dir),
-            "provisioner": json.loads(json.dumps(provisioner, default=str)),
+            "provisioner": json.loads(json.dumps(provisioner, default=_text)),
             "pids": self.pids(),
         }
 
@@ -100,7 +104,7 @@ class RuntimeHandle:
 
     async def attach(self, info: dict[str, Any], on_event: EventSink, on_exit: ExitSink) -> None:
         """Take over a runtime a previous server launched, from what `info` saved."""
-        self.km.load_connection_file(info["connection_file"])
+        self.km.load_connection_info(info["connection"])
         self.km.kernel_id = info["kernel_id"]
         factory = KernelProvisionerFactory.instance(parent=self.km.parent)
         provisioner = factory.create_provisioner_instance(
@@ -197,3 +201,8 @@ class RuntimeHandle:
                 await self.km.shutdown_kernel(now=now)
         with contextlib.suppress(Exception):
             await self.km.cleanup_resources()
+
+
+def _text(value: Any) -> str:
+    """JSON for what the kernel's connection info holds that JSON lacks (the key is bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

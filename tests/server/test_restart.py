@@ -74,7 +74,11 @@ async def _follow_until(client: CattyClient, label: str, after: int, stop: Any) 
     return seen
 
 
-async def test_a_server_killed_mid_turn_loses_nothing(server: LiveServer) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+async def test_a_server_killed_mid_turn_loses_nothing(server: LiveServer, how: str) -> None:
+    # SIGKILL is a crash or a culler; SIGTERM a polite shutdown, which by default leaves
+    # sessions running for the next server.
+    server.config["stop_sessions_on_exit"] = False
     server.start()
     client = CattyClient(ServerInfo(server.url, server.token), client_id="desk")
     session = client.new(TURN, agent="shell")
@@ -83,10 +87,11 @@ async def test_a_server_killed_mid_turn_loses_nothing(server: LiveServer) -> Non
     # Watch live until the turn is under way, then kill the server in the middle of it.
     before = await _follow_until(client, label, 0, lambda seen: "tick 2" in _output(seen))
     assert "all-done" not in _output(before)
-    server.kill()
+    server.kill() if how == "SIGKILL" else server.stop()
     pids = _runtime_pids(server)[label]
     assert any(runtime_alive(p) for p in pids), "the runtime died with the server"
 
+    server.config["stop_sessions_on_exit"] = True  # this time, clean up on the way out
     server.start()
     listed = {s["label"]: s for s in client.list_sessions()}
     assert listed[label]["state"] == "running", listed[label]

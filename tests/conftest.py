@@ -64,6 +64,8 @@ def jp_server_config(tmp_path: Path, catty_config: dict[str, Any]) -> dict[str, 
         "CattyExtension": {
             "data_dir": str(tmp_path / "catty-data"),
             "demo_model": True,
+            # No runtime may outlive its test.
+            "stop_sessions_on_exit": True,
             **catty_config,
         },
     }

@@ -21,6 +21,8 @@ def resolve_inside(root: Path, relative: str | None) -> Path:
     if not relative or relative in (".", "/"):
         return root
     rel = PurePosixPath(relative)
+    if len(relative) > 4096 or any(len(part) > 255 for part in rel.parts):
+        raise CattyError(f"path {relative[:80]!r}… is too long", reason="bad_path")
     if rel.is_absolute() or ".." in rel.parts or "\x00" in relative:
         raise CattyError(
             f"path {relative!r} must be relative to the workspace and stay inside it",

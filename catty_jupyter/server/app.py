@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +11,10 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Int, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from ..core.environments import Environment
-from . import handlers
+from . import handlers, mirror, spec
 from .manager import SessionManager
 
 DEMO_ENVIRONMENT = "demo"
@@ -60,6 +61,36 @@ class CattyExtension(ExtensionApp):
         256 * 1024, help="The largest message a client may send to an agent, in bytes."
     ).tag(config=True)
 
+    max_download_bytes = Int(
+        1 << 30, help="The largest workspace (or directory in it) a client may download, in bytes."
+    ).tag(config=True)
+
+    cull_idle_timeout = Float(
+        7200,
+        help="Stop a running session after this many seconds idle (0: never). Idle means no "
+        "transcript event at all (agent output, a message, a focus change, a permission answer) "
+        "while the agent is not busy; watching a session does not count. A stopped session keeps "
+        "its workspace and transcript; resume brings it back. A runtime that loses its server "
+        "ends itself after the same time without word from one.",
+    ).tag(config=True)
+
+    cull_interval = Float(
+        300, help="How often, in seconds, to look for idle sessions to stop."
+    ).tag(config=True)
+
+    focus_grace_period = Float(
+        60,
+        help="Seconds a focus holder that disconnected (no open stream, no request) keeps input "
+        "focus before anyone may act without taking it.",
+    ).tag(config=True)
+
+    stop_sessions_on_exit = Bool(
+        False,
+        help="Stop every running session when the server shuts down. By default they keep "
+        "running and the next server re-attaches them (a runtime left with no server ends "
+        "itself after cull_idle_timeout).",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         """Create the session manager and hand it to the handlers."""
         self.demo_server: Any = None
@@ -73,6 +104,11 @@ class CattyExtension(ExtensionApp):
             max_workspace_bytes=self.max_workspace_bytes,
             max_message_bytes=self.max_message_bytes,
             hidden_paths=[Path.home(), *self._root_dir()],
+            cull_idle_timeout=self.cull_idle_timeout,
+            cull_interval=self.cull_interval,
+            focus_grace=self.focus_grace_period,
+            stop_sessions_on_exit=self.stop_sessions_on_exit,
+            max_download_bytes=self.max_download_bytes,
             parent=self,
             log=self.log,
         )
@@ -97,11 +133,24 @@ class CattyExtension(ExtensionApp):
             from ..demo import DemoModelServer
 
             self.demo_server = DemoModelServer()
-            self._demo_port = _free_port()
+            self._demo_port = self._demo_model_port()
             envs[DEMO_ENVIRONMENT] = self._demo_environment()
         for name, data in self.environments.items():
             envs[name] = Environment.from_config(name, dict(data))
         return envs
+
+    def _demo_model_port(self) -> int:
+        """The demo model's port: the one used before when it is free, since sessions that
+        outlived a server restart still have it in their ANTHROPIC_BASE_URL."""
+        saved = Path(self.data_dir) / "demo-model-port"
+        with contextlib.suppress(OSError, ValueError):
+            port = int(saved.read_text())
+            if _port_free(port):
+                return port
+        port = _free_port()
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(str(port))
+        return port
 
     def _demo_environment(self) -> Environment:
         return Environment(
@@ -120,19 +169,31 @@ class CattyExtension(ExtensionApp):
                     self._demo_started = True
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Start the demo model with the server, so it answers from the first session on."""
+        """Start the demo model, then re-attach sessions a previous server left running."""
         if self.demo_server is not None:
             await self._prepare_environment(self.manager.environment(DEMO_ENVIRONMENT))
+        await self.manager.start()
 
     def initialize_handlers(self) -> None:
         """Register the REST and WebSocket routes under {base_url}catty/v1/."""
         self.handlers.extend(handlers.default_handlers)
+        self.handlers.extend(mirror.handlers)
+        self.handlers.extend(spec.handlers)
 
     async def stop_extension(self) -> None:
         """Stop every runtime and the demo model."""
         await self.manager.shutdown()
         if self.demo_server is not None and self._demo_started:
             await self.demo_server.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _free_port() -> int:

@@ -51,8 +51,11 @@ class CattyHandler(APIHandler):
         "Anonymous …" user, and all of those count as the one client `anonymous`.
         """
         chosen = (body or {}).get("client") or self.request.headers.get("X-Catty-Client")
+        if chosen is not None and not isinstance(chosen, str):
+            raise CattyError("client must be a string naming this device or tab",
+                             reason="bad_client")  # fmt: skip
         if chosen:
-            return str(chosen)[:100]
+            return _check_text(chosen[:100], "client")
         return "anonymous" if self.owner.startswith("Anonymous ") else self.owner
 
     def body(self) -> dict[str, Any]:
@@ -63,6 +66,8 @@ class CattyHandler(APIHandler):
                              reason="too_large")  # fmt: skip
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise CattyError("the request body is nested too deeply", reason="bad_json") from None
         except ValueError as exc:
             raise CattyError(
                 f"the request body is not valid JSON: {exc}", reason="bad_json"
@@ -100,6 +105,29 @@ class CattyHandler(APIHandler):
         super()._handle_request_exception(e)
 
 
+MAX_SEQ = 2**62
+"""Larger cursors than any transcript will reach; SQLite integers stop at 2**63."""
+
+
+def _check_text(value: str, name: str) -> str:
+    """VALUE, refused when it is not valid Unicode (JSON allows lone surrogates)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise CattyError(f"{name} is not valid Unicode text", reason="bad_text") from None
+    return value
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    """BODY[NAME] when it is a string (None when absent or empty), else a 400."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise CattyError(f"{name} must be a string", reason=f"bad_{name}")
+    return _check_text(value, name)
+
+
 def _int_arg(handler: CattyHandler, name: str, default: int | None) -> int | None:
     value = handler.get_argument(name, None)
     if value is None:
@@ -112,7 +140,7 @@ def _int_arg(handler: CattyHandler, name: str, default: int | None) -> int | Non
         ) from None
     if number < 0:
         raise CattyError(f"{name} must not be negative", reason="bad_argument")
-    return number
+    return min(number, MAX_SEQ)
 
 
 class SessionsHandler(CattyHandler):
@@ -131,16 +159,13 @@ class SessionsHandler(CattyHandler):
     async def post(self) -> None:
         """Create a session: workspace from `repo` (or empty), then the agent gets `prompt`."""
         body = self.body()
-        prompt = body.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise CattyError("prompt must be a string", reason="bad_prompt")
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise CattyError("options must be an object", reason="bad_options")
         session = await self.manager.create(
-            owner=self.owner, prompt=prompt or None,
-            environment=str(body.get("environment") or "default"),
-            agent=body.get("agent") or None, repo=body.get("repo") or None,
+            owner=self.owner, prompt=_string(body, "prompt"),
+            environment=_string(body, "environment") or "default",
+            agent=_string(body, "agent"), repo=_string(body, "repo"),
             options=options, client=self.client_id(body),
         )  # fmt: skip
         self.reply(session.to_json(), status=201)
@@ -204,6 +229,7 @@ class MessagesHandler(CattyHandler):
         text = body.get("text")
         if not isinstance(text, str):
             raise CattyError('the body must be {"text": "..."}', reason="bad_message")
+        _check_text(text, "text")
         await self.manager.send(session, text, self.client_id(body))
         self.reply({"status": "sent"}, status=202)
 

@@ -704,12 +704,15 @@ class SessionManager(LoggingConfigurable):
         """The server is going away: leave runtimes running for the next one, or stop them."""
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        if self.stop_sessions_on_exit:
+            # All at once: one by one, many sessions outlast a shutdown's patience.
+            await asyncio.gather(
+                *(self.stop(self.get(sid), message="stopped with the server") for sid in
+                  list(self.runtimes)),
+                return_exceptions=True,
+            )  # fmt: skip
         for session_id in list(self.runtimes):
-            if self.stop_sessions_on_exit:
-                with contextlib.suppress(Exception):
-                    await self.stop(self.get(session_id), message="stopped with the server")
-            else:
-                self.runtimes.pop(session_id).detach()
+            self.runtimes.pop(session_id).detach()
         for servers in self._forwards.values():
             for server in servers:
                 server.close()

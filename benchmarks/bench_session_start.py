@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -117,6 +118,7 @@ async def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", "--CattyExtension.demo_model=True",
+         "--CattyExtension.stop_sessions_on_exit=True",
          f"--ServerApp.root_dir={tmp}", "--allow-root"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -149,6 +151,7 @@ async def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         await demo.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     base = dict(rows)
     print(f"\nSession start, median of {ROUNDS} runs (seconds; ratios measured in this run)")
     print(f"{'measure':<42} {'median s':>9} {'vs bare claude':>15} {'vs ipykernel':>13}")

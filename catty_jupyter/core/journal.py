@@ -42,11 +42,29 @@ class Journal:
     def last_seq(self) -> int:
         """The newest seq in the journal, 0 when it is empty."""
         if self._last_seq is None:
-            last = 0
-            for event in self.read():
-                last = event.seq
-            self._last_seq = last
+            self._last_seq = self._read_last_seq()
         return self._last_seq
+
+    def _read_last_seq(self, block: int = 1 << 16) -> int:
+        """The seq of the last complete line, reading back from the end (not the whole file)."""
+        if not self.path.exists():
+            return 0
+        with self.path.open("rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos, tail = end, b""
+            while pos > 0:
+                pos = max(0, pos - block)
+                f.seek(pos)
+                tail = f.read(end - pos)
+                lines = tail.split(b"\n")
+                # lines[-1] is a torn write (or empty); lines[0] may be cut unless at the start.
+                complete = lines[:-1] if pos == 0 else lines[1:-1]
+                for raw in reversed(complete):
+                    try:
+                        return int(json.loads(raw)["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        return 0
 
     def append(self, kind: str, payload: dict[str, Any], client: str | None = None) -> Event:
         """Write one event durably and return it with its new seq."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -64,7 +66,14 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """The event as the API and the journal show it."""
-        return asdict(self)
+        # Not dataclasses.asdict: that deep-copies the payload, and this runs for every event.
+        return {"seq": self.seq, "kind": self.kind, "payload": self.payload, "ts": self.ts,
+                "client": self.client}  # fmt: skip
+
+    @cached_property
+    def wire(self) -> str:
+        """The event as JSON text, made once however many viewers it goes to."""
+        return json.dumps(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:

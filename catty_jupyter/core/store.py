@@ -175,18 +175,22 @@ class Store:
 
     def events(
         self, session_id: str, after: int = 0, limit: int | None = None,
-        before: int | None = None, newest: bool = False,
+        before: int | None = None, newest: bool = False, kinds: tuple[str, ...] = (),
     ) -> list[Event]:  # fmt: skip
         """Events with `after < seq < before`, oldest first, at most LIMIT of them.
 
         With NEWEST the page is the last LIMIT events of that range rather than the first
         (still returned oldest first): a late viewer's first screen, or the page above one.
+        KINDS, when given, keeps only events of those kinds.
         """
         query = "SELECT seq, ts, kind, client, payload FROM events WHERE session_id = ? AND seq > ?"
         args: list[Any] = [session_id, after]
         if before is not None:
             query += " AND seq < ?"
             args.append(before)
+        if kinds:
+            query += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            args.extend(kinds)
         query += " ORDER BY seq DESC" if newest else " ORDER BY seq"
         if limit is not None:
             query += " LIMIT ?"

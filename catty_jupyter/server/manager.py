@@ -438,7 +438,8 @@ class SessionManager(LoggingConfigurable):
     def pending_permissions(self, session: Session) -> dict[str, Event]:
         """Permission requests that have not been answered yet, by request id."""
         pending: dict[str, Event] = {}
-        for event in self.store.events(session.id):
+        asked = self.store.events(session.id, kinds=("permission_request", "permission_decision"))
+        for event in asked:
             rid = str(event.payload.get("request_id", ""))
             if event.kind == "permission_request":
                 pending[rid] = event

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -84,7 +83,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
             # Replay page by page, so a long transcript never sits in memory whole.
             while page := self.manager.transcript(session, after=last, limit=REPLAY_PAGE):
                 for event in page:
-                    await self.write_message(json.dumps(event.to_json()))
+                    await self.write_message(event.wire)
                     last = event.seq
             while True:
                 event = await self._queue.get()
@@ -95,9 +94,9 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
                     for missing in self.manager.transcript(
                         session, after=last, limit=event.seq - last - 1
                     ):
-                        await self.write_message(json.dumps(missing.to_json()))
+                        await self.write_message(missing.wire)
                         last = missing.seq
-                await self.write_message(json.dumps(event.to_json()))
+                await self.write_message(event.wire)
                 last = event.seq
         except (websocket.WebSocketClosedError, asyncio.CancelledError):
             pass

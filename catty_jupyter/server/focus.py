@@ -32,7 +32,8 @@ class FocusKeeper:
         focus = self._focus.get(session.id)
         if focus is None:
             focus = self._focus[session.id] = Focus(grace=self.grace)
-            holder = last_holder(self.store.events(session.id))
+            # Only the kinds that can name a holder: a long transcript is mostly other kinds.
+            holder = last_holder(self.store.events(session.id, kinds=("status", "system")))
             if holder is not None:
                 # Whoever held it before a server restart keeps it for a grace period.
                 focus.take(holder, time.time())

@@ -71,19 +71,24 @@ def jp_server_config(tmp_path: Path, catty_config: dict[str, Any]) -> dict[str, 
     }
 
 
+def fetch_args(method: str, body: Any = None, **params: Any) -> dict[str, Any]:
+    """jp_fetch's keyword arguments for a JSON API call (an empty object for a bodiless POST)."""
+    kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+    if body is not None:
+        kwargs["body"] = body if isinstance(body, str | bytes) else json.dumps(body)
+    elif method in ("POST", "PATCH"):
+        kwargs["body"] = "{}"
+    if params:
+        kwargs["params"] = params
+    return kwargs
+
+
 @pytest.fixture
 def api(jp_fetch: Any) -> Callable[..., Awaitable[Any]]:
     """Call the catty API; returns (status, decoded JSON body)."""
 
     async def call(method: str, path: str, body: Any = None, **params: Any) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
-        if body is not None:
-            kwargs["body"] = body if isinstance(body, str | bytes) else json.dumps(body)
-        elif method in ("POST", "PATCH"):
-            kwargs["body"] = "{}"
-        if params:
-            kwargs["params"] = params
-        resp = await jp_fetch("catty", "v1", *path.split("/"), **kwargs)
+        resp = await jp_fetch("catty", "v1", *path.split("/"), **fetch_args(method, body, **params))
         text = resp.body.decode() if resp.body else ""
         return resp.code, (json.loads(text) if text else None)
 

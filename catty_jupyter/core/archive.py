@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import tarfile
 import threading
 from collections.abc import AsyncIterator
@@ -50,7 +51,7 @@ def tree_size(path: Path) -> int:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
                 continue
-            if not os.path.islink(os.path.join(dirpath, name)):
+            if stat.S_ISREG(st.st_mode):
                 total += st.st_size
     return total
 

@@ -288,8 +288,7 @@ class DownloadHandler(CattyHandler):
         """`?path=DIR` narrows it to a directory inside the workspace."""
         session = self.session(key)
         path = self.get_argument("path", None)
-        chunks = self.manager.download(session, path)
-        name = session.label if not path else f"{session.label}-{path.strip('/').replace('/', '-')}"
+        name, chunks = self.manager.download(session, path)
         self.set_header("Content-Type", "application/gzip")
         self.set_header("Content-Disposition", f'attachment; filename="{name}.tar.gz"')
         async for chunk in chunks:

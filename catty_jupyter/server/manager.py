@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sys
@@ -311,10 +312,15 @@ class SessionManager(LoggingConfigurable):
 
     async def _on_event(self, session_id: str, event: Event) -> None:
         """Index an event published by a runtime and fan it out (catching up any gap)."""
+        self._take_in(session_id, event)
+
+    def _take_in(self, session_id: str, event: Event | None) -> list[Event]:
+        """Index EVENT (or, without one or after a gap, what the journal has that the index
+        lacks), update the session from it, fan it out; return what was new."""
         session = self.store.get_session(session_id)
         if session is None:
-            return
-        if event.seq == self.store.last_seq(session_id) + 1:
+            return []
+        if event is not None and event.seq == self.store.last_seq(session_id) + 1:
             new = self.store.add_events(session_id, [event])
         else:
             new = self._index_journal(session)
@@ -325,6 +331,7 @@ class SessionManager(LoggingConfigurable):
             self._publish(session_id, e)
         if new and self.on_activity is not None:
             self.on_activity()
+        return new
 
     def _apply(self, session: Session, event: Event) -> None:
         """Update the session's state from one of its events."""
@@ -347,7 +354,7 @@ class SessionManager(LoggingConfigurable):
         session = self.store.get_session(session_id)
         if session is not None and self._ended_idle(session):
             await self._release(session_id)
-            self._end(session_id, SessionState.STOPPED, None)
+            self._end(session_id, SessionState.STOPPED)
             return
         await self._fail(session_id, f"the runtime ended unexpectedly ({_describe_exit(code)}); "
                          "resume the session to go on with a fresh runtime")  # fmt: skip
@@ -364,32 +371,36 @@ class SessionManager(LoggingConfigurable):
         session = self.store.get_session(session_id)
         if session is None or not session.state.is_live:
             return  # stopped (or failed) meanwhile: that outcome stands
-        self._index_journal(session)
-        event = self.journal(session).append("error", {"message": message, "fatal": True})
-        session.state, session.error = SessionState.FAILED, message
-        self._finish(session, [event])
-        if session_id in self._ready:
-            self._ready[session_id].set()
+        self._end(session_id, SessionState.FAILED, "error", {"message": message, "fatal": True})
 
-    def _end(self, session_id: str, state: SessionState, message: str | None,
-             client: str | None = None) -> None:  # fmt: skip
-        """Move a session whose runtime is gone to STATE, noting MESSAGE in its transcript."""
+    def _end(
+        self, session_id: str, state: SessionState, kind: str | None = None,
+        payload: dict[str, Any] | None = None, client: str | None = None,
+    ) -> None:  # fmt: skip
+        """Move a session whose runtime is gone to STATE, noting why in its transcript."""
         session = self.store.get_session(session_id)
         if session is None:
             return
-        self._index_journal(session)
-        events = []
-        if message is not None:
-            events.append(self.journal(session).append("system", {"message": message}, client))
         session.state = state
-        self._finish(session, events)
+        if state is SessionState.FAILED and payload is not None:
+            session.error = str(payload.get("message"))
+        if kind is not None:
+            self._write(session, kind, payload or {}, client)
+        else:
+            self.store.save_session(session)
         if session_id in self._ready:
             self._ready[session_id].set()
 
-    def _finish(self, session: Session, events: list[Event]) -> None:
-        new = self.store.add_events(session.id, events) + self._index_journal(session)
+    def _write(
+        self, session: Session, kind: str, payload: dict[str, Any], client: str | None = None
+    ) -> None:
+        """Append an event the manager writes itself (no runtime is writing the journal), save
+        SESSION, and publish what was new: anything journaled meanwhile, then this event."""
+        new = self._index_journal(session)
+        event = self.journal(session).append(kind, payload, client=client)
+        new += self.store.add_events(session.id, [event])
         self.store.save_session(session)
-        for e in sorted(new, key=lambda e: e.seq):
+        for e in new:
             self._publish(session.id, e)
 
     async def _release(self, session_id: str, now: bool = False) -> None:
@@ -479,11 +490,8 @@ class SessionManager(LoggingConfigurable):
             self._spawn(self._record_when_ready(session.id, kind, payload, client))
         else:
             current = self.store.get_session(session.id)
-            if current is None:
-                return
-            self._index_journal(current)
-            event = self.journal(current).append(kind, payload, client=client)
-            self._finish(current, [event])
+            if current is not None:
+                self._write(current, kind, payload, client)
 
     async def _record_when_ready(
         self, session_id: str, kind: str, payload: dict[str, Any], client: str | None
@@ -504,7 +512,7 @@ class SessionManager(LoggingConfigurable):
         if not session.state.is_live:
             return session
         await self._release(session.id)
-        self._end(session.id, SessionState.STOPPED, message, client)
+        self._end(session.id, SessionState.STOPPED, "system", {"message": message}, client)
         return self.get(session.id)
 
     async def resume(self, session: Session, client: str | None = None) -> Session:
@@ -517,12 +525,9 @@ class SessionManager(LoggingConfigurable):
                            reason="already_running")  # fmt: skip
         env = self.environment(session.environment)
         self._check_runtime_kernel()
-        self._index_journal(session)
-        event = self.journal(session).append(
-            "system", {"message": f"session resumed by {client or 'the server'}"}, client=client
-        )
         session.state, session.error = SessionState.STARTING, None
-        self._finish(session, [event])
+        self._write(session, "system", {"message": f"session resumed by {client or 'the server'}"},
+                    client)  # fmt: skip
         if client is not None:
             self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
@@ -544,8 +549,10 @@ class SessionManager(LoggingConfigurable):
         self._ready.pop(session.id, None)
         self.focus.forget(session.id)
 
-    def download(self, session: Session, path: str | None = None) -> AsyncIterator[bytes]:
-        """A gzipped tar of the workspace (or a directory in it), streamed in chunks.
+    def download(
+        self, session: Session, path: str | None = None
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """The archive's name, and a gzipped tar of the workspace (or a directory in it) in chunks.
 
         Works whether or not the session runs; refuses paths that leave the workspace and
         workspaces over `max_download_bytes`.
@@ -559,8 +566,10 @@ class SessionManager(LoggingConfigurable):
                 f"over the {self.max_download_bytes}-byte download limit "
                 "(CattyExtension.max_download_bytes); download a directory in it with ?path="
             )
-        name = session.label if not path else f"{session.label}-{target.name}"
-        return archive.tar_gz_chunks(target, name)
+        # Only safe characters: the name also goes into a Content-Disposition header.
+        leaf = re.sub(r"[^A-Za-z0-9._-]", "_", target.name)
+        name = session.label if not path else f"{session.label}-{leaf}"
+        return name, archive.tar_gz_chunks(target, name)
 
     # -- subscribers --------------------------------------------------------------------------
 
@@ -620,7 +629,7 @@ class SessionManager(LoggingConfigurable):
         if not alive:
             _end_leftover_runtime(info.get("pids") or [])
             if self._ended_idle(session):
-                self._end(session.id, SessionState.STOPPED, None)
+                self._end(session.id, SessionState.STOPPED)
             else:
                 await self._fail(session.id, "the runtime ended while the Jupyter server was "
                                  "down; resume the session to go on")  # fmt: skip
@@ -644,13 +653,7 @@ class SessionManager(LoggingConfigurable):
         )  # fmt: skip
         # Whatever the runtime journaled while no server listened is indexed now; what it
         # publishes from here on arrives through IOPub.
-        new = self._index_journal(session)
-        session = self.get(session.id)
-        for event in new:
-            self._apply(session, event)
-        self.store.save_session(session)
-        for event in new:
-            self._publish(session.id, event)
+        new = self._take_in(session.id, None)
         self.log.info("catty: re-attached %s (%d events caught up)", session.label, len(new))
 
     async def _housekeeping(self) -> None:

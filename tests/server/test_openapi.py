@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import json
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from tests.conftest import results
+from tests.conftest import fetch_args, results
 from tests.openapi_check import check_response, load_spec, path_template, schema_properties
 from tests.servers import LiveServer
 
@@ -55,16 +54,8 @@ def call(jp_fetch: Any) -> Call:
         method: str, route: str, body: Any = None, headers: dict[str, str] | None = None,
         **params: Any,
     ) -> tuple[int, Any]:  # fmt: skip
-        kwargs: dict[str, Any] = {
-            "method": method, "raise_error": False,
-            "headers": {"X-Catty-Client": CLIENT, **(headers or {})},
-        }  # fmt: skip
-        if body is not None:
-            kwargs["body"] = body if isinstance(body, str | bytes) else json.dumps(body)
-        elif method in ("POST", "PATCH"):
-            kwargs["body"] = "{}"
-        if params:
-            kwargs["params"] = params
+        kwargs = fetch_args(method, body, **params)
+        kwargs["headers"] = {"X-Catty-Client": CLIENT, **(headers or {})}
         resp = await jp_fetch(*route.split("/"), **kwargs)
         data = check_response(
             method, "/" + route, resp.code, resp.headers.get("Content-Type"), resp.body or b""

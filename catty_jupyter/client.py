@@ -18,10 +18,15 @@ API = "catty/v1"
 class ClientError(Exception):
     """The server refused a request, or could not be reached; the message says why."""
 
-    def __init__(self, message: str, status: int | None = None, reason: str | None = None):
+    def __init__(
+        self, message: str, status: int | None = None, reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.details = details or {}
+        """What else the error body says (for a bad environment: `field`, and `line`)."""
 
 
 @dataclass(frozen=True)
@@ -104,14 +109,16 @@ class CattyClient:
     def _error(self, exc: urllib.error.HTTPError) -> ClientError:
         """The server's JSON error as a ClientError."""
         raw = exc.read()
+        details: dict[str, Any] = {}
         try:
             err = json.loads(raw)
             message, reason = err.get("message") or exc.reason, err.get("reason")
-        except ValueError:
+            details = {k: v for k, v in err.items() if k not in ("message", "reason")}
+        except (ValueError, AttributeError):
             message, reason = f"{exc.code} {exc.reason}", None
-        if exc.code == 403 and not self.server.token:
+        if exc.code == 403 and reason is None and not self.server.token:
             message += " (no token given: pass --token or set $CATTY_TOKEN)"
-        return ClientError(str(message), status=exc.code, reason=reason)
+        return ClientError(str(message), status=exc.code, reason=reason, details=details)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -192,6 +199,28 @@ class CattyClient:
                             tail=1 if newest else None)  # fmt: skip
         return list(data["events"])
 
+    # -- environments -----------------------------------------------------------------------
+
+    def list_environments(self) -> list[dict[str, Any]]:
+        """Every environment, `default` first (secret values masked)."""
+        return list(self.request("GET", "environments")["environments"])
+
+    def get_environment(self, name: str) -> dict[str, Any]:
+        """One environment (secret values masked)."""
+        return self.request("GET", _environment_path(name))  # type: ignore[no-any-return]
+
+    def create_environment(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create environment NAME from FIELDS (agent, network, env, secrets, …); returns it."""
+        return self.request("POST", "environments", {"name": name, **fields})  # type: ignore[no-any-return]
+
+    def update_environment(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change the FIELDS given of environment NAME; returns it as it is now."""
+        return self.request("PATCH", _environment_path(name), fields)  # type: ignore[no-any-return]
+
+    def delete_environment(self, name: str) -> None:
+        """Delete environment NAME (refused while live sessions use it)."""
+        self.request("DELETE", _environment_path(name))
+
     async def follow(
         self, label: str, after: int = 0, present: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
@@ -216,3 +245,7 @@ class CattyClient:
                 yield json.loads(raw)
         finally:
             conn.close()
+
+
+def _environment_path(name: str) -> str:
+    return f"environments/{urllib.parse.quote(name, safe='')}"

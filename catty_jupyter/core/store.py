@@ -1,19 +1,20 @@
-"""The SQLite store (WAL): sessions and the indexed copy of every transcript."""
+"""The SQLite store (WAL): sessions, the indexed copy of every transcript, and environments."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .models import Activity, Event, Session, SessionState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+_V1 = """
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     label TEXT NOT NULL UNIQUE,
@@ -44,6 +45,19 @@ CREATE TABLE events (
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
 """
+
+_V2 = """
+CREATE TABLE environments (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    created REAL,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS events_kind ON events (session_id, kind);
+"""
+
+_MIGRATIONS = {1: _V1, 2: _V2}
+"""The script that brings a database from the version before to each version."""
 
 _SESSION_COLUMNS = (
     "id", "label", "owner", "agent", "environment", "state", "activity", "created",
@@ -83,17 +97,27 @@ class Store:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
-        version = self.schema_version
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer catty-jupyter (schema {version}, this one "
-                f"knows {SCHEMA_VERSION}); upgrade catty-jupyter or point data_dir elsewhere"
-            )
+        """Bring the file to SCHEMA_VERSION, one version at a time, in one transaction."""
         with self._lock:
-            if version == 0:
-                self._db.executescript(
-                    "BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
-                )
+            # IMMEDIATE: a second server opening the same file waits rather than migrating too.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self.schema_version
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} was written by a newer catty-jupyter (schema {version}, "
+                        f"this one knows {SCHEMA_VERSION}); upgrade catty-jupyter or point "
+                        "data_dir elsewhere"
+                    )
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -210,6 +234,41 @@ class Store:
                 "SELECT MAX(seq) FROM events WHERE session_id = ?", (session_id,)
             ).fetchone()
         return int(row[0] or 0)
+
+    # -- environments ---------------------------------------------------------------------------
+
+    def put_environment(self, name: str, record: dict[str, Any]) -> None:
+        """Add or replace a user-defined environment (an `Environment.to_record()`).
+
+        Records hold secret values: they go no further than this database.
+        """
+        now = time.time()
+        updated = record.get("updated") or now
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO environments (name, data, created, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+                (name, json.dumps(record), now, updated),
+            )
+
+    def get_environment(self, name: str) -> dict[str, Any] | None:
+        """The record of environment NAME, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM environments WHERE name = ?", (name,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None  # type: ignore[no-any-return]
+
+    def list_environments(self) -> list[dict[str, Any]]:
+        """Every stored environment record, by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM environments ORDER BY name").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_environment(self, name: str) -> None:
+        """Remove environment NAME (nothing happens when there is none)."""
+        with self._lock:
+            self._db.execute("DELETE FROM environments WHERE name = ?", (name,))
 
     # -- rows ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..core.environments import BadEnvironment
 from ..core.errors import CattyError
 from .manager import SessionManager
 from .stream import StreamHandler
@@ -90,9 +91,12 @@ class CattyHandler(APIHandler):
         """Errors are JSON `{"message", "reason"}`."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, CattyError):
+            body = {"message": exc.message, "reason": exc.reason}
+            if isinstance(exc, BadEnvironment):
+                body.update(exc.details())  # the field (and .env line) an editor can point at
             self.set_status(exc.status)
             self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"message": exc.message, "reason": exc.reason}))
+            self.finish(json.dumps(body))
             return
         super().write_error(status_code, **kwargs)
 
@@ -336,14 +340,62 @@ class TranscriptHandler(CattyHandler):
 
 
 class EnvironmentsHandler(CattyHandler):
-    """The environments sessions can start in."""
+    """List and create the environments sessions start in."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """List environments (variable names only)."""
-        envs = self.manager.environments.values()
+        """Every environment, `default` first; secret values masked."""
+        envs = self.manager.environments.list()
         self.reply({"environments": [e.to_json() for e in envs]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Create an environment from `{name, ...fields}`."""
+        body = _environment_body(self)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadEnvironment('the body must name the environment: {"name": "...", ...}',
+                                 field="name")  # fmt: skip
+        env = self.manager.environments.create(name, body)
+        self.reply(env.to_json(), status=201)
+
+
+class EnvironmentHandler(CattyHandler):
+    """One environment."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """The environment; secret values masked."""
+        self.reply(self.manager.environments.get(name).to_json())
+
+    @web.authenticated
+    @authorized
+    async def patch(self, name: str) -> None:
+        """Change the fields the body gives; a secret sent back masked keeps its value."""
+        env = self.manager.environments.update(name, _environment_body(self))
+        self.reply(env.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Delete a user's environment that no live session runs in."""
+        self.manager.environments.delete(name, self.manager.environment_users(name))
+        self.set_status(204)
+        self.finish()
+
+
+def _environment_body(handler: CattyHandler) -> dict[str, Any]:
+    """The request's environment fields, refused when they are not valid Unicode text."""
+    body = handler.body()
+    try:
+        # JSON may carry lone surrogates, which no variable or script can hold.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise CattyError("the environment is not valid Unicode text", reason="bad_text") from None
+    return body
 
 
 _KEY = r"(?P<key>[A-Za-z0-9_-]+)"
@@ -359,4 +411,5 @@ default_handlers = [
     (rf"/catty/v1/sessions/{_KEY}/transcript", TranscriptHandler),
     (rf"/catty/v1/sessions/{_KEY}/stream", StreamHandler),
     (r"/catty/v1/environments", EnvironmentsHandler),
+    (r"/catty/v1/environments/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)", EnvironmentHandler),
 ]

@@ -269,6 +269,49 @@ async def test_a_session_life_answers_as_the_spec_says(call: Call, session_until
     assert code == 404
 
 
+async def test_environments_answer_as_the_spec_says(call: Call) -> None:
+    code, env = await call("POST", "catty/v1/environments", {
+        "name": "spec-env", "agent": "shell", "network": "custom",
+        "allowed_domains": "pypi.org\n*.pythonhosted.org", "include_defaults": True,
+        "env": "KEY=hidden-value\nMODE=1\n", "secrets": ["KEY"], "setup_script": "true\n",
+        "resources": {"cpus": "1.5", "memory": "512M", "disk": 1 << 30},
+    })  # fmt: skip
+    assert code == 201 and set(env) == schema_properties("Environment")
+    assert set(env["resources"]) == schema_properties("Resources")
+    code, listing = await call("GET", "catty/v1/environments")
+    assert code == 200 and "spec-env" in [e["name"] for e in listing["environments"]]
+    code, same = await call("GET", "catty/v1/environments/spec-env")
+    assert code == 200 and same == env
+    code, env = await call("PATCH", "catty/v1/environments/spec-env", {**env, "network": "none"})
+    assert code == 200 and env["network"] == "none" and "hidden-value" not in str(env)
+
+    code, err = await call("POST", "catty/v1/environments", {"name": "x", "env": "A=1\nB\n"})
+    assert code == 400 and err["field"] == "env" and err["line"] == 2
+    code, err = await call("POST", "catty/v1/environments", {"name": "spec-env"})
+    assert code == 409 and err["reason"] == "exists"
+    code, err = await call("POST", "catty/v1/environments", "[]")
+    assert code == 400
+    code, err = await call("PATCH", "catty/v1/environments/default", {"description": "x"})
+    assert code == 403 and err["reason"] == "read_only"
+    code, err = await call("DELETE", "catty/v1/environments/default")
+    assert code == 403 and err["reason"] == "read_only"
+    code, err = await call("GET", "catty/v1/environments/nowhere")
+    assert code == 404
+    code, err = await call("PATCH", "catty/v1/environments/nowhere", {})
+    assert code == 404
+
+    code, session = await call("POST", "catty/v1/sessions", {"environment": "spec-env"})
+    assert code == 201
+    code, err = await call("DELETE", "catty/v1/environments/spec-env")
+    assert code == 409 and err["reason"] == "in_use" and session["label"] in err["message"]
+    code, _ = await call("POST", f"catty/v1/sessions/{session['label']}/stop")
+    assert code == 200
+    code, nothing = await call("DELETE", "catty/v1/environments/spec-env")
+    assert code == 204 and nothing is None
+    code, err = await call("DELETE", "catty/v1/environments/spec-env")
+    assert code == 404
+
+
 async def test_downloads_answer_as_the_spec_says(call: Call, session_until: Any) -> None:
     code, session = await call("POST", "catty/v1/sessions",
                                {"prompt": "mkdir -p sub && echo spec > sub/file.txt"})  # fmt: skip
@@ -344,6 +387,7 @@ def test_path_templates_match_real_paths() -> None:
         "/catty/v1/sessions/{key}/permissions/{request_id}"
     )
     assert path_template("/catty/v1/openapi.yaml") == "/catty/v1/openapi.yaml"
+    assert path_template("/catty/v1/environments/my-env.2") == "/catty/v1/environments/{name}"
 
 
 # -- schemathesis against a live server ------------------------------------------------------

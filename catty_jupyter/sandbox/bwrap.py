@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.environments import NETWORK_LEVELS
-
 Network = Literal["none", "full"]
+SANDBOX_NETWORKS = ("none", "full")
+"""`none`: the sandbox has only its own loopback (sessions reach out through the egress proxy);
+`full`: it shares the host's network (only for callers that confine nothing else)."""
 
 PRIVATE_DIRS = ("/tmp", "/run")
 """Directories every sandbox gets its own empty copy of."""
@@ -41,8 +42,16 @@ class SandboxSpec:
     runtime directory); each is replaced by an empty tmpfs."""
     readable: list[Path] = field(default_factory=list)
     """Directories to show again read-only under a hidden one (the Python the runtime needs)."""
+    writable: list[Path] = field(default_factory=list)
+    """More host paths shown writable (the targets of overlay layers)."""
     env: dict[str, str] = field(default_factory=dict)
+    """Variables set with --setenv: visible on the host's command line, so never secrets."""
     hostname: str = "catty"
+    die_with_parent: bool = False
+    """End the sandbox when the process that started it dies (setup runs; runtimes outlive
+    their server on purpose)."""
+    plan: dict[str, Any] | None = None
+    """A launcher plan (layers, resource limits) to apply before bwrap starts."""
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON (it travels through the kernel manager as a launch argument)."""
@@ -54,15 +63,18 @@ class SandboxSpec:
             "network": self.network,
             "hidden": [str(p) for p in self.hidden],
             "readable": [str(p) for p in self.readable],
+            "writable": [str(p) for p in self.writable],
             "env": dict(self.env),
             "hostname": self.hostname,
+            "die_with_parent": self.die_with_parent,
+            "plan": self.plan,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxSpec:
         """Read a spec written by `to_json`."""
         network = data.get("network", "none")
-        if network not in NETWORK_LEVELS:
+        if network not in SANDBOX_NETWORKS:
             raise ValueError(f"unknown network level {network!r}")
         return cls(
             workspace=Path(data["workspace"]),
@@ -72,8 +84,11 @@ class SandboxSpec:
             network=network,
             hidden=[Path(p) for p in data.get("hidden", [])],
             readable=[Path(p) for p in data.get("readable", [])],
+            writable=[Path(p) for p in data.get("writable", [])],
             env=dict(data.get("env", {})),
             hostname=str(data.get("hostname", "catty")),
+            die_with_parent=bool(data.get("die_with_parent", False)),
+            plan=data.get("plan"),
         )
 
 
@@ -110,6 +125,8 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
         "--new-session",
         "--hostname", spec.hostname,
     ]  # fmt: skip
+    if spec.die_with_parent:
+        cmd += ["--die-with-parent"]
     # Hide whole trees first, then show again (read-only) what the runtime's Python needs and
     # (writable) the session's own directories: bwrap applies mounts in order.
     for hidden in _outermost(spec.hidden):
@@ -118,7 +135,7 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
     for readable in _outermost(spec.readable):
         if any(_is_within(readable, h) for h in replaced):
             cmd += ["--ro-bind", str(readable), str(readable)]
-    for writable in (spec.workspace, spec.home, spec.state_dir, spec.runtime_dir):
+    for writable in (*spec.writable, spec.workspace, spec.home, spec.state_dir, spec.runtime_dir):
         cmd += ["--bind", str(writable), str(writable)]
     # ipykernel treats a vanished JPY_PARENT_PID as its parent dying; in a new PID namespace
     # that pid means nothing, so drop it.

@@ -16,6 +16,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from .bwrap import SandboxSpec, build_command, find_bwrap
+from .launcher import LaunchPlan
 
 SPEC_ARGUMENT = "catty_sandbox"
 """The `start_kernel` keyword that carries a session's SandboxSpec (as JSON) to the provisioner."""
@@ -119,6 +120,9 @@ class CattySandboxProvisioner(ReattachableProvisioner):
         # whole PID namespace, which signalling bwrap itself would not.
         sandboxed_cmd = build_command(spec, cmd, bwrap=find_bwrap())
         sandboxed_cmd[1:1] = ["--json-status-fd", str(status_write)]
+        if spec.plan:
+            # Layers and limits are set up by a launcher that then becomes bwrap (same pid).
+            sandboxed_cmd = LaunchPlan.from_json(spec.plan).command(sandboxed_cmd)
         kwargs["pass_fds"] = (status_write,)
         kwargs["cwd"] = str(spec.workspace)
         try:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cli_env import add_env_parser
 from .client import CattyClient, ClientError, ServerInfo, find_server
 
 TERMINAL_STATES = ("stopped", "failed", "expired")
@@ -285,19 +286,49 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("request_id")
         p.add_argument("--message", "-m", help="what to tell the agent")
         p.set_defaults(func=cmd_answer)
+
+    add_env_parser(sub)
+
+    p = sub.add_parser(
+        "doctor",
+        help="tell which isolation and limits this machine can enforce",
+        description="Probe this machine (no server needed): bubblewrap and its namespaces, "
+        "overlay layers for environment caches, the egress proxy, and how memory, CPU and disk "
+        "limits are enforced. Exits 1 when sessions cannot be sandboxed here.",
+    )
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument("--cgroup-parent", help="a delegated cgroup v2 directory to try")
+    p.set_defaults(func=cmd_doctor, local=True)
     return parser
+
+
+def cmd_doctor(_c: CattyClient | None, a: argparse.Namespace) -> None:
+    """Print what this machine can enforce; exit 1 when it cannot sandbox sessions."""
+    from .sandbox import capabilities
+
+    caps = capabilities.probe(cgroup_parent=a.cgroup_parent)
+    if a.json:
+        print(json.dumps(capabilities.report_json(caps), indent=1))
+    else:
+        print(capabilities.format_report(caps).rstrip())
+    if not any(c.name == "bubblewrap" and c.available for c in caps):
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `jupyter catty`; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(_client(args), args)
+        # Commands about this machine (doctor) need no server.
+        args.func(None if getattr(args, "local", False) else _client(args), args)
     except ClientError as exc:
         print(f"jupyter catty: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

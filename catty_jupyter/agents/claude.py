@@ -103,6 +103,9 @@ class ClaudeAgent(Agent):
             permission_mode=opts.get("permission_mode") or "default",
             model=opts.get("model"),
             resume=resume,
+            # The repository's own .claude/settings.json (its SessionStart hooks among them)
+            # applies, as it would on the user's machine.
+            setting_sources=["user", "project", "local"],
             stderr=lambda line: None,
         )
 

@@ -131,4 +131,5 @@ class Session:
             "error": self.error,
             "sandboxed": self.sandboxed,
             "options": self.options,
+            "disk_used": self.runtime.get("disk_used"),
         }

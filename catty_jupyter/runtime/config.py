@@ -32,6 +32,9 @@ class RuntimeConfig:
     options: dict[str, Any] = field(default_factory=dict)
     forwards: list[PortForward] = field(default_factory=list)
     resume: bool = False
+    secret_names: list[str] = field(default_factory=list)
+    """Variables whose values the runtime masks in every event it writes (the values come from
+    its own environment, never from this file)."""
     idle_timeout: float = 7200.0
     """Seconds with no word from any Jupyter server and no agent event before the runtime ends
     itself, so a runtime whose server never comes back is not left running forever."""

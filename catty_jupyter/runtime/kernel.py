@@ -24,6 +24,7 @@ from .._version import __version__
 from ..agents import Agent, AgentContext, PermissionDecision, load_agent
 from ..core.journal import Journal
 from ..core.models import Activity
+from ..core.secrets import Redactor
 from ..sandbox.portforward import start_forward
 from .config import CONFIG_ENV, CONTROL_COMM, EVENT_MIMETYPE, RuntimeConfig
 
@@ -48,6 +49,7 @@ class CattyRuntimeKernel(Kernel):
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.config_data = RuntimeConfig.read(Path(os.environ[CONFIG_ENV]))
         self.journal = Journal(self.config_data.journal_path)
+        self.redactor = Redactor(os.environ.get(name, "") for name in self.config_data.secret_names)
         self.agent: Agent | None = None
         self._agent_ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,8 +65,9 @@ class CattyRuntimeKernel(Kernel):
     # -- events -------------------------------------------------------------------------------
 
     async def emit(self, kind: str, payload: dict[str, Any], client: str | None = None) -> None:
-        """Journal an event, then publish it to every listener."""
-        event = self.journal.append(kind, payload, client=client)
+        """Journal an event, then publish it to every listener; secret values never reach
+        either (an agent that prints one shows the mask)."""
+        event = self.journal.append(kind, self.redactor.payload(payload), client=client)
         self._last_event = time.monotonic()
         if self.session is None:
             return
@@ -72,7 +75,10 @@ class CattyRuntimeKernel(Kernel):
             self.iopub_socket,
             "display_data",
             {
-                "data": {EVENT_MIMETYPE: event.to_json(), "text/plain": summarize(kind, payload)},
+                "data": {
+                    EVENT_MIMETYPE: event.to_json(),
+                    "text/plain": summarize(event.kind, event.payload),
+                },
                 "metadata": {},
                 "transient": {},
             },

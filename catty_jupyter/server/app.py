@@ -13,8 +13,9 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 
-from ..core.environments import Environment
+from ..core.environments import BadEnvironment, Environment
 from . import handlers, mirror, spec
+from .environments import EnvironmentRegistry
 from .manager import SessionManager
 
 DEMO_ENVIRONMENT = "demo"
@@ -42,9 +43,14 @@ class CattyExtension(ExtensionApp):
     ).tag(config=True)
 
     environments = Dict(
-        help="Environments defined by the administrator: name -> {agent, network ('none' or "
-        "'full'), env {NAME: value}, options {permission_mode, model}, description}. `default` "
-        "always exists; with demo_model, so does `demo`.",
+        help="Environments defined by the administrator: name -> {agent, network ('none', "
+        "'trusted', 'full' or 'custom'), allowed_domains [host or *.domain, for 'custom'], "
+        "include_defaults (with 'custom', add the trusted list), env (.env text, or a mapping "
+        "{NAME: value}), secrets [names of variables never shown back], setup_script (bash, "
+        "run before the agent starts), resources {cpus, memory, disk} (sizes like '4G'), "
+        "options {permission_mode, model}, description}. Users see them but cannot change or "
+        "delete them; one called `default` replaces the built-in one. `default` always exists; "
+        "with demo_model, so does `demo`.",
     ).tag(config=True)
 
     demo_model = Bool(
@@ -91,15 +97,43 @@ class CattyExtension(ExtensionApp):
         "itself after cull_idle_timeout).",
     ).tag(config=True)
 
+    setup_timeout = Float(
+        600,
+        help="Seconds an environment's setup script may run before the session starting it "
+        "fails with a message saying so.",
+    ).tag(config=True)
+
+    environment_cache_max_age = Float(
+        7 * 24 * 3600,
+        help="Seconds after which an environment's cached setup result is rebuilt by the next "
+        "session that starts in it (0: never; a changed script, network setting, base system or "
+        "agent version always rebuilds).",
+    ).tag(config=True)
+
+    egress_resolve = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="Host names the egress proxy resolves to fixed addresses instead of asking DNS: "
+        "{name: IP}. Names listed here may point at loopback or link-local addresses, which "
+        "the proxy otherwise refuses (e.g. an internal package mirror on this machine).",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "",
+        help="A delegated cgroup v2 directory to make each session's cgroup in (memory and CPU "
+        "limits). Empty: the server's own cgroup is tried; where no cgroup can be used, memory is "
+        "watched and CPUs pinned instead (`jupyter catty doctor` shows what this host enforces).",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         """Create the session manager and hand it to the handlers."""
         self.demo_server: Any = None
         self._demo_started = False
         self._demo_lock = asyncio.Lock()
-        envs = self._environments()
+        builtin, admin = self._environments()
         self.manager = SessionManager(
             data_dir=Path(self.data_dir),
-            environments=envs,
+            environments=EnvironmentRegistry(builtin, admin),
             runtime_kernel=self.runtime_kernel,
             max_workspace_bytes=self.max_workspace_bytes,
             max_message_bytes=self.max_message_bytes,
@@ -109,6 +143,10 @@ class CattyExtension(ExtensionApp):
             focus_grace=self.focus_grace_period,
             stop_sessions_on_exit=self.stop_sessions_on_exit,
             max_download_bytes=self.max_download_bytes,
+            setup_timeout=self.setup_timeout,
+            cache_max_age=self.environment_cache_max_age,
+            egress_resolve=dict(self.egress_resolve),
+            cgroup_parent=self.cgroup_parent or None,
             parent=self,
             log=self.log,
         )
@@ -126,18 +164,18 @@ class CattyExtension(ExtensionApp):
         """The server's notebook directory: the user's files, which sessions only see as copies."""
         return [Path(self.serverapp.root_dir)] if self.serverapp is not None else []
 
-    def _environments(self) -> dict[str, Environment]:
-        envs = {"default": Environment(name="default", network="full",
-                                       description="Claude Code with full network access")}  # fmt: skip
+    def _environments(self) -> tuple[dict[str, Environment], dict[str, Environment]]:
+        """The built-in environments, and the administrator's (from `environments`)."""
+        builtin = {"default": Environment(name="default", network="full",
+                                          description="Claude Code with full network access")}  # fmt: skip
         if self.demo_model:
             from ..demo import DemoModelServer
 
             self.demo_server = DemoModelServer()
             self._demo_port = self._demo_model_port()
-            envs[DEMO_ENVIRONMENT] = self._demo_environment()
-        for name, data in self.environments.items():
-            envs[name] = Environment.from_config(name, dict(data))
-        return envs
+            builtin[DEMO_ENVIRONMENT] = self._demo_environment()
+        admin = {name: _admin_environment(name, data) for name, data in self.environments.items()}
+        return builtin, admin
 
     def _demo_model_port(self) -> int:
         """The demo model's port: the one used before when it is free, since sessions that
@@ -185,6 +223,15 @@ class CattyExtension(ExtensionApp):
         await self.manager.shutdown()
         if self.demo_server is not None and self._demo_started:
             await self.demo_server.stop()
+
+
+def _admin_environment(name: str, data: Any) -> Environment:
+    """An environment from the server's configuration; a mistake names it and its setting."""
+    try:
+        return Environment.from_config(name, dict(data))
+    except BadEnvironment as exc:
+        raise BadEnvironment(f"CattyExtension.environments[{name!r}]: {exc.message}",
+                             field=exc.field, line=exc.line) from None  # fmt: skip
 
 
 def _port_free(port: int) -> bool:

@@ -11,10 +11,9 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_core.paths import jupyter_path, jupyter_runtime_dir
@@ -23,18 +22,22 @@ from traitlets.config import LoggingConfigurable
 from ..agents import available_agents
 from ..core import archive
 from ..core import workspace as workspaces
-from ..core.environments import Environment
+from ..core.environments import Environment, format_size
 from ..core.errors import CattyError, Conflict, NotFound, TooLarge, Unavailable
 from ..core.journal import Journal
 from ..core.labels import new_label
 from ..core.models import Activity, Event, Session, SessionState
 from ..core.store import Store
 from ..runtime.config import RuntimeConfig
+from ..sandbox import limits
 from ..sandbox.bwrap import SandboxSpec, SandboxUnavailable, find_bwrap, python_paths
-from ..sandbox.portforward import PortForward, serve_unix_to_tcp
+from ..sandbox.envcache import EnvironmentCache, Snapshot
+from ..sandbox.layers import SYSTEM_TARGETS, prepare_dirs, system_layers
 from ..sandbox.provisioner import runtime_alive
+from .environments import EnvironmentRegistry
 from .focus import FocusKeeper
 from .runtime import RuntimeHandle
+from .sandboxing import Preparation, SessionSandboxes, SetupFailed
 
 UNSANDBOXED_WARNING = (
     "This session is NOT sandboxed: the administrator configured the runtime kernel {kernel!r}, "
@@ -46,10 +49,13 @@ class SessionManager(LoggingConfigurable):
     """Create, find, drive and end sessions; fan their transcripts out to subscribers."""
 
     def __init__(
-        self, *, data_dir: Path, environments: dict[str, Environment], runtime_kernel: str,
+        self, *, data_dir: Path, environments: EnvironmentRegistry, runtime_kernel: str,
         max_workspace_bytes: int, max_message_bytes: int, hidden_paths: list[Path],
         cull_idle_timeout: float = 7200, cull_interval: float = 300, focus_grace: float = 60,
-        stop_sessions_on_exit: bool = False, max_download_bytes: int = 1 << 30, **kwargs: Any,
+        stop_sessions_on_exit: bool = False, max_download_bytes: int = 1 << 30,
+        setup_timeout: float = 600, cache_max_age: float = 7 * 24 * 3600,
+        egress_resolve: dict[str, str] | None = None, cgroup_parent: str | None = None,
+        **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.cull_idle_timeout = cull_idle_timeout
@@ -63,6 +69,7 @@ class SessionManager(LoggingConfigurable):
         self.max_message_bytes = max_message_bytes
         self.hidden_paths = hidden_paths
         self.store = Store(data_dir / "catty.db")
+        self.environments.bind(self.store)
         # Also look where pip put this package's own kernelspecs, whatever JUPYTER_PATH says.
         kernel_dirs = [
             *jupyter_path("kernels"),
@@ -70,7 +77,19 @@ class SessionManager(LoggingConfigurable):
         ]
         self.spec_manager = KernelSpecManager(parent=self, kernel_dirs=kernel_dirs)
         self.runtimes: dict[str, RuntimeHandle] = {}
-        self._forwards: dict[str, list[asyncio.Server]] = {}
+        self.sandboxes = SessionSandboxes(
+            cache=EnvironmentCache(data_dir / "envcache", max_age=cache_max_age),
+            setup_timeout=setup_timeout, egress_resolve=dict(egress_resolve or {}),
+            hidden=self._hidden_paths(), readable=python_paths(), log=self.log,
+            cgroup_parent=cgroup_parent,
+        )  # fmt: skip
+        """The host side of each session's sandbox: egress proxy, environment cache, limits."""
+        self._end_reasons: dict[str, str] = {}
+        """Why the server itself ended a runtime (over its memory limit), by session id."""
+        self._disk_checked = 0.0
+        self._launching: dict[str, asyncio.Task[Any]] = {}
+        """Each session's launch while it runs (a setup script may take minutes): stopping or
+        deleting the session cancels it."""
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -127,11 +146,14 @@ class SessionManager(LoggingConfigurable):
 
     def environment(self, name: str) -> Environment:
         """The environment called NAME, or NotFound."""
-        try:
-            return self.environments[name]
-        except KeyError:
-            known = ", ".join(sorted(self.environments))
-            raise NotFound(f"no environment {name!r}; known environments: {known}") from None
+        return self.environments.get(name)
+
+    def environment_users(self, name: str) -> list[str]:
+        """The labels of live (starting or running) sessions in environment NAME."""
+        return [
+            s.label for s in self.store.list_sessions(include_archived=True)
+            if s.environment == name and s.state.is_live
+        ]  # fmt: skip
 
     # -- creation -----------------------------------------------------------------------------
 
@@ -183,7 +205,7 @@ class SessionManager(LoggingConfigurable):
         if client is not None:
             self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
-        self._spawn(self._launch(session, env, prompt, client))
+        self._launching[session.id] = self._spawn(self._launch(session, env, prompt, client))
         return session
 
     def _check_message(self, text: str) -> None:
@@ -193,6 +215,16 @@ class SessionManager(LoggingConfigurable):
                 f"the message is {size} bytes, over the {self.max_message_bytes}-byte limit "
                 "(CattyExtension.max_message_bytes); send a shorter message or attach a file"
             )
+
+    @property
+    def sandboxed_kernel(self) -> bool:
+        """True when the runtime kernel's provisioner confines sessions with bubblewrap."""
+        try:
+            spec = self.spec_manager.get_kernel_spec(self.runtime_kernel)
+        except NoSuchKernel:
+            return False
+        name = (spec.metadata.get("kernel_provisioner") or {}).get("provisioner_name")
+        return bool(name == "catty-sandbox")
 
     def _check_runtime_kernel(self) -> bool:
         """Refuse early when the runtime cannot be launched; say whether it is sandboxed."""
@@ -226,31 +258,75 @@ class SessionManager(LoggingConfigurable):
 
     # -- runtime ------------------------------------------------------------------------------
 
-    def _sandbox_spec(self, session: Session, env: Environment, runtime_dir: Path) -> SandboxSpec:
-        root = self.session_dir(session)
+    def _hidden_paths(self) -> list[Path]:
         hidden = [*self.hidden_paths, self.data_dir, Path(jupyter_runtime_dir())]
+        return [p for p in hidden if str(p) not in ("/", "")]
+
+    def _sandbox_spec(self, session: Session, runtime_dir: Path, prep: Preparation) -> SandboxSpec:
+        root = self.session_dir(session)
         return SandboxSpec(
             workspace=root / "workspace", home=root / "home", state_dir=root / "state",
-            runtime_dir=runtime_dir, network="full" if env.network == "full" else "none",
-            hidden=[p for p in hidden if str(p) not in ("/", "")], readable=python_paths(),
-            hostname=f"catty-{session.label}",
+            runtime_dir=runtime_dir, network="none", hidden=self._hidden_paths(),
+            readable=python_paths(),
+            writable=[Path(layer.target) for layer in prep.plan.layers
+                      if layer.target in SYSTEM_TARGETS],
+            env=prep.sandbox_env, hostname=f"catty-{session.label}",
+            plan=prep.plan.to_json() if prep.plan else None,
         )  # fmt: skip
 
-    async def _forward_model_port(
-        self, session: Session, env: Environment, runtime_dir: Path
-    ) -> list[PortForward]:
-        """With no network, relay a local model endpoint (the demo model) into the sandbox."""
-        if env.network == "full":
-            return []
-        url = urlsplit(env.env.get("ANTHROPIC_BASE_URL", ""))
-        if url.hostname not in ("127.0.0.1", "localhost") or not url.port:
-            return []
-        sock = runtime_dir / f"fwd-{url.port}.sock"
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
-        server = await serve_unix_to_tcp(str(sock), "127.0.0.1", url.port)
-        self._forwards.setdefault(session.id, []).append(server)
-        return [PortForward(port=url.port, socket=str(sock))]
+    def _blocked(self, session_id: str) -> Callable[[str], None]:
+        """What the egress proxy calls when it refuses a host: a `system` event saying so."""
+
+        def note(host: str) -> None:
+            session = self.store.get_session(session_id)
+            if session is not None and session.state.is_live:
+                self._record(session, "system", {"message": f"blocked egress to {host}",
+                                                 "blocked_host": host})  # fmt: skip
+
+        return note
+
+    async def _prepare(
+        self, session: Session, env: Environment, runtime_dir: Path, resume: bool
+    ) -> Preparation:
+        """Everything the sandbox needs from the environment before the runtime launches:
+        relays and the egress proxy, the environment snapshot (running the setup script on a
+        cache miss, never on resume), the session's own layers over it, resource limits."""
+        root = self.session_dir(session)
+        prep = Preparation()
+        prep.forwards, proxy_env = await self.sandboxes.start_network(
+            session.id, env, runtime_dir, self._blocked(session.id)
+        )
+        prep.sandbox_env = {"CATTY_SESSION_LABEL": session.label, **proxy_env}
+        if self.sandboxed_kernel and env.setup_script and not resume:
+
+            async def record(kind: str, payload: dict[str, Any]) -> None:
+                self._write(self.get(session.id), kind, payload)
+
+            prep.snapshot = await self.sandboxes.snapshot(
+                env=env, agent=session.agent, label=session.label, home=root / "home",
+                runtime_dir=runtime_dir, forwards=prep.forwards, proxy_env=proxy_env,
+                process_env=self._process_env(env), record=record,
+            )  # fmt: skip
+        elif resume and session.runtime.get("snapshot"):
+            saved = Snapshot.from_json(session.runtime["snapshot"])
+            if saved.path.is_dir():
+                prep.snapshot = saved
+        if prep.snapshot is not None:
+            layers = system_layers(root / "layer", prep.snapshot.path, home=root / "home",
+                                   home_upper=root / "home")  # fmt: skip
+            prepare_dirs(layers)
+            prep.plan.layers = layers
+        if self.sandboxed_kernel:
+            prep.plan.enforcement = self.sandboxes.enforcement(session.id, env)
+        return prep
+
+    @staticmethod
+    def _process_env(env: Environment) -> dict[str, str]:
+        """The process environment a sandbox starts with: a few host variables, then the
+        environment's own (secrets included: they travel only this way)."""
+        from .runtime import INHERITED_ENV
+
+        return {**{k: os.environ[k] for k in INHERITED_ENV if k in os.environ}, **env.env}
 
     async def _launch(
         self, session: Session, env: Environment, prompt: str | None, client: str | None,
@@ -263,25 +339,30 @@ class SessionManager(LoggingConfigurable):
             self.runtimes[session.id] = handle
             if self.prepare_environment is not None:
                 await self.prepare_environment(env)
-            forwards = await self._forward_model_port(session, env, runtime_dir)
+            prep = await self._prepare(session, env, runtime_dir, resume)
+            if handle.stopping:
+                return  # stopped or deleted while the setup ran
             config = RuntimeConfig(
                 label=session.label, agent=session.agent, workspace=str(root / "workspace"),
                 home=str(root / "home"), state_dir=str(root / "state"), options=session.options,
-                forwards=forwards, resume=resume, idle_timeout=self._orphan_timeout,
+                forwards=prep.forwards, resume=resume, idle_timeout=self._orphan_timeout,
+                secret_names=sorted(env.secrets),
             )  # fmt: skip
             config_path = root / "state" / "runtime.json"
             config.write(config_path)
             await handle.start(
-                self._sandbox_spec(session, env, runtime_dir), dict(env.env), config_path,
+                self._sandbox_spec(session, runtime_dir, prep), dict(env.env), config_path,
                 on_event=lambda e: self._on_event(session.id, e),
                 on_exit=lambda code: self._on_runtime_exit(session.id, code),
             )  # fmt: skip
             session = self.get(session.id)
-            session.runtime = {**await handle.info(),
-                               "forwards": [vars(f) for f in forwards]}  # fmt: skip
+            session.runtime = {**await handle.info(), **prep.to_json()}
             self.store.save_session(session)
             handle.control({"type": "start"})
             await self._wait_ready(session)
+        except SetupFailed as exc:
+            await self._fail(session.id, exc.message)
+            return
         except Exception as exc:
             self.log.exception("catty: session %s failed to start", session.label)
             tail = _tail(root / "state" / "runtime.log", 20)
@@ -351,6 +432,10 @@ class SessionManager(LoggingConfigurable):
         return self.store.add_events(session.id, list(self.journal(session).read(after=last)))
 
     async def _on_runtime_exit(self, session_id: str, code: int | None) -> None:
+        reason = self._end_reasons.pop(session_id, None) or self._memory_verdict(session_id)
+        if reason is not None:
+            await self._fail(session_id, reason)
+            return
         session = self.store.get_session(session_id)
         if session is not None and self._ended_idle(session):
             await self._release(session_id)
@@ -404,12 +489,16 @@ class SessionManager(LoggingConfigurable):
             self._publish(session.id, e)
 
     async def _release(self, session_id: str, now: bool = False) -> None:
+        launch = self._launching.pop(session_id, None)
+        if launch is not None and launch is not asyncio.current_task() and not launch.done():
+            launch.cancel()  # ends a running setup script with its sandbox
+            await asyncio.gather(launch, return_exceptions=True)
         handle = self.runtimes.pop(session_id, None)
         if handle is not None:
+            handle.stopping = True
             await handle.shutdown(now=now)
-        for server in self._forwards.pop(session_id, []):
-            server.close()
         session = self.store.get_session(session_id)
+        await self.sandboxes.release(session_id, session.runtime if session else None)
         if session is not None:
             shutil.rmtree(self.runtime_dir(session), ignore_errors=True)
 
@@ -531,7 +620,9 @@ class SessionManager(LoggingConfigurable):
         if client is not None:
             self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
-        self._spawn(self._launch(session, env, None, client, resume=True))
+        self._launching[session.id] = self._spawn(
+            self._launch(session, env, None, client, resume=True)
+        )
         return session
 
     def set_archived(self, session: Session, archived: bool) -> Session:
@@ -589,10 +680,11 @@ class SessionManager(LoggingConfigurable):
 
     # -- life of the manager --------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def _orphan_timeout(self) -> float:
@@ -634,18 +726,16 @@ class SessionManager(LoggingConfigurable):
                 await self._fail(session.id, "the runtime ended while the Jupyter server was "
                                  "down; resume the session to go on")  # fmt: skip
             return
-        env = self.environments.get(session.environment)
+        env = self.environments.find(session.environment)
         if env is not None and self.prepare_environment is not None:
             await self.prepare_environment(env)
         handle = RuntimeHandle(
             self.runtime_kernel, self.spec_manager, Path(info["runtime_dir"]), self.log
         )
         self.runtimes[session.id] = handle
-        for forward in info.get("forwards") or []:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(forward["socket"])
-            server = await serve_unix_to_tcp(forward["socket"], "127.0.0.1", forward["port"])
-            self._forwards.setdefault(session.id, []).append(server)
+        await self.sandboxes.restore_network(
+            session.id, env, info.get("forwards") or [], self._blocked(session.id)
+        )
         self._ready.setdefault(session.id, asyncio.Event())
         await handle.attach(
             info, on_event=lambda e: self._on_event(session.id, e),
@@ -670,6 +760,10 @@ class SessionManager(LoggingConfigurable):
                     for handle in list(self.runtimes.values()):
                         with contextlib.suppress(Exception):
                             handle.keepalive()
+                self._watch_memory()
+                if now - self._disk_checked >= DISK_CHECK_SECONDS:
+                    self._disk_checked = now
+                    await self._check_disk()
                 if self.cull_idle_timeout > 0 and now - last_cull >= self.cull_interval:
                     last_cull = now
                     await self.cull_idle()
@@ -680,6 +774,60 @@ class SessionManager(LoggingConfigurable):
                     self.on_activity()
             except Exception:
                 self.log.exception("catty: housekeeping failed")
+
+    def _watch_memory(self) -> None:
+        """End any session whose process tree went over its environment's memory limit."""
+        for session in self._live_sessions():
+            saved = session.runtime.get("enforcement")
+            memory = self._memory_limit(session)
+            root = self._sandbox_pid(session)
+            if not saved or memory is None or root is None or session.id in self._end_reasons:
+                continue
+            reading = limits.memory_reading(limits.Enforcement.from_json(saved), root, memory)
+            if reading.over or reading.oom_killed:
+                self._end_reasons[session.id] = _over_memory(memory, reading.used)
+                limits.kill_tree(root)
+
+    def _memory_verdict(self, session_id: str) -> str | None:
+        """Why a runtime that just ended died, when the kernel ended it for memory (a cgroup v2
+        group kill ends the whole tree before the watchdog sees anything)."""
+        session = self.store.get_session(session_id)
+        memory = self._memory_limit(session) if session is not None else None
+        saved = session.runtime.get("enforcement") if session is not None else None
+        if session is None or memory is None or not saved or not saved.get("cgroup"):
+            return None
+        reading = limits.memory_reading(limits.Enforcement.from_json(saved), 0, memory)
+        return _over_memory(memory, reading.used) if reading.oom_killed else None
+
+    def _memory_limit(self, session: Session) -> int | None:
+        env = self.environments.find(session.environment)
+        return env.resources.memory if env is not None else None
+
+    def _sandbox_pid(self, session: Session) -> int | None:
+        handle = self.runtimes.get(session.id)
+        provisioner = handle.km.provisioner if handle is not None else None
+        pid = getattr(provisioner, "sandbox_pid", None) or getattr(provisioner, "pid", None)
+        return int(pid) if pid else None
+
+    async def _check_disk(self) -> None:
+        """Measure each live session's disk use (shown in the API), and stop a session that
+        went over its environment's disk limit."""
+        for session in self._live_sessions():
+            root = self.session_dir(session)
+            used = await asyncio.to_thread(limits.disk_usage, root / "workspace", root / "layer")
+            current = self.store.get_session(session.id)
+            if current is None:
+                continue
+            current.runtime["disk_used"] = used
+            self.store.save_session(current)
+            env = self.environments.find(session.environment)
+            disk = env.resources.disk if env is not None else None
+            if disk is not None and used > disk:
+                await self._fail(session.id, (
+                    f"the session's workspace and layers use {format_size(used)}, over the "
+                    f"environment's disk limit of {format_size(disk)}, so it was stopped. "
+                    "Download what you need, then delete files or raise the limit and resume"
+                ))  # fmt: skip
 
     def _live_sessions(self) -> list[Session]:
         return [s for s in map(self.store.get_session, list(self.runtimes)) if s is not None]
@@ -708,6 +856,12 @@ class SessionManager(LoggingConfigurable):
         """The server is going away: leave runtimes running for the next one, or stop them."""
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        # Launches still under way (a setup script running) end here; the next server finds
+        # those sessions without a runtime and says so.
+        for launch in list(self._launching.values()):
+            launch.cancel()
+        await asyncio.gather(*self._launching.values(), return_exceptions=True)
+        self._launching.clear()
         if self.stop_sessions_on_exit:
             # All at once: one by one, many sessions outlast a shutdown's patience.
             await asyncio.gather(
@@ -717,10 +871,20 @@ class SessionManager(LoggingConfigurable):
             )  # fmt: skip
         for session_id in list(self.runtimes):
             self.runtimes.pop(session_id).detach()
-        for servers in self._forwards.values():
-            for server in servers:
-                server.close()
+        await self.sandboxes.close()
         self.store.close()
+
+
+def _over_memory(limit: int, used: int) -> str:
+    return (
+        f"the session went over its memory limit ({format_size(limit)}: it used "
+        f"{format_size(used)}), so its processes were ended; raise the environment's memory "
+        "or do less at once, then resume the session"
+    )
+
+
+DISK_CHECK_SECONDS = 10.0
+"""How often live sessions' disk use is measured."""
 
 
 def _describe_exit(code: int | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import shutil
 import tempfile
@@ -77,33 +76,3 @@ async def test_session_cannot_see_home_other_sessions_or_write_outside(
         api, session_until, label, "echo $HOME; echo $CATTY_REMOTE $CLAUDE_CODE_REMOTE", 4
     )
     assert str(session_home) in out and "true true" in out
-
-
-@pytest.mark.parametrize(("network", "reachable"), [("none", False), ("full", True)])
-async def test_network_level_decides_whether_a_local_server_is_reachable(
-    api: Any, session_until: Any, network: str, reachable: bool, catty_config: dict[str, Any]
-) -> None:
-    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"hello-from-outside\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(greet, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        code, s = await api("POST", "sessions", {"agent": "shell", "environment": f"net-{network}"})
-        assert code == 201, s
-        probe = (f"python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', {port}), "
-                 f"timeout=3); print(s.recv(100).decode())\" 2>&1; echo rc=$?")  # fmt: skip
-        out = await run(api, session_until, s["label"], probe, 1)
-    finally:
-        server.close()
-    assert ("hello-from-outside" in out) is reachable, out
-    assert ("rc=0" in out) is reachable, out
-
-
-@pytest.fixture
-def catty_config() -> dict[str, Any]:
-    """Two shell environments that differ only in their network level."""
-    return {"environments": {"net-none": {"agent": "shell", "network": "none"},
-                             "net-full": {"agent": "shell", "network": "full"}}}  # fmt: skip

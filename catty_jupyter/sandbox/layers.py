@@ -62,19 +62,19 @@ class Layer:
 
 def system_layers(
     uppers: Path, snapshot: Path | None = None, home: Path | None = None,
-    home_upper: Path | None = None,
+    home_upper: Path | None = None, keep_out: Path | None = None,
 ) -> list[Layer]:  # fmt: skip
     """Layers for the system directories (and HOME when given), writable into UPPERS, with the
     environment cache's SNAPSHOT (if any) read-only in between.
 
     A session passes HOME_UPPER = HOME: its HOME directory on the host is its own writable layer,
-    so what the agent writes there is where the server looks for it.
+    so what the agent writes there is where the server looks for it. KEEP_OUT (the server's data
+    directory, which holds every upper layer) is never under an overlay: overlayfs refuses an
+    upper layer inside its lower one, so a system directory holding it is layered child by child
+    around it (a data directory under /var leaves /var's other directories writable).
     """
     layers = []
-    for target in SYSTEM_TARGETS:
-        if not os.path.isdir(target) or _contains(target, uppers):
-            # An upper layer inside its own lower layer is refused by overlayfs.
-            continue
+    for target in _targets(keep_out or uppers):
         name = target.strip("/")
         lowers = []
         if snapshot is not None and (snapshot / name).is_dir():
@@ -93,9 +93,27 @@ def system_layers(
     return layers
 
 
-def _contains(target: str, path: Path) -> bool:
-    resolved = path.resolve()
-    return resolved == Path(target) or Path(target) in resolved.parents
+def _targets(keep_out: Path) -> list[str]:
+    """The directories to layer: SYSTEM_TARGETS, split around KEEP_OUT where it lies inside one."""
+    avoid = keep_out.resolve()
+    found: list[str] = []
+
+    def visit(directory: Path) -> None:
+        if not directory.is_dir() or directory.is_symlink():
+            return
+        if directory == avoid or directory in avoid.parents:
+            if directory == avoid:
+                return
+            with os.scandir(directory) as entries:
+                children = sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+            for child in children:
+                visit(child)
+            return
+        found.append(str(directory))
+
+    for target in SYSTEM_TARGETS:
+        visit(Path(target))
+    return found
 
 
 def prepare_dirs(layers: list[Layer]) -> None:

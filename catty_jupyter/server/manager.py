@@ -32,7 +32,7 @@ from ..runtime.config import RuntimeConfig
 from ..sandbox import limits
 from ..sandbox.bwrap import SandboxSpec, SandboxUnavailable, find_bwrap, python_paths
 from ..sandbox.envcache import EnvironmentCache, Snapshot
-from ..sandbox.layers import SYSTEM_TARGETS, prepare_dirs, system_layers
+from ..sandbox.layers import prepare_dirs, system_layers
 from ..sandbox.provisioner import runtime_alive
 from .environments import EnvironmentRegistry
 from .focus import FocusKeeper
@@ -81,7 +81,7 @@ class SessionManager(LoggingConfigurable):
             cache=EnvironmentCache(data_dir / "envcache", max_age=cache_max_age),
             setup_timeout=setup_timeout, egress_resolve=dict(egress_resolve or {}),
             hidden=self._hidden_paths(), readable=python_paths(), log=self.log,
-            cgroup_parent=cgroup_parent,
+            cgroup_parent=cgroup_parent, keep_out=data_dir,
         )  # fmt: skip
         """The host side of each session's sandbox: egress proxy, environment cache, limits."""
         self._end_reasons: dict[str, str] = {}
@@ -269,7 +269,7 @@ class SessionManager(LoggingConfigurable):
             runtime_dir=runtime_dir, network="none", hidden=self._hidden_paths(),
             readable=python_paths(),
             writable=[Path(layer.target) for layer in prep.plan.layers
-                      if layer.target in SYSTEM_TARGETS],
+                      if not layer.replace_host],
             env=prep.sandbox_env, hostname=f"catty-{session.label}",
             plan=prep.plan.to_json() if prep.plan else None,
         )  # fmt: skip
@@ -313,7 +313,7 @@ class SessionManager(LoggingConfigurable):
                 prep.snapshot = saved
         if prep.snapshot is not None:
             layers = system_layers(root / "layer", prep.snapshot.path, home=root / "home",
-                                   home_upper=root / "home")  # fmt: skip
+                                   home_upper=root / "home", keep_out=self.data_dir)  # fmt: skip
             prepare_dirs(layers)
             prep.plan.layers = layers
         if self.sandboxed_kernel:

@@ -74,10 +74,12 @@ class SessionSandboxes:
     def __init__(
         self, *, cache: EnvironmentCache, setup_timeout: float, egress_resolve: dict[str, str],
         hidden: list[Path], readable: list[Path], log: logging.Logger,
-        cgroup_parent: str | None = None,
+        cgroup_parent: str | None = None, keep_out: Path | None = None,
     ) -> None:  # fmt: skip
         self.cache = cache
         self.cgroup_parent = cgroup_parent
+        self.keep_out = keep_out
+        """The server's data directory: never under an overlay (it holds the upper layers)."""
         self.setup_timeout = setup_timeout
         self.egress_resolve = egress_resolve
         self.hidden = hidden
@@ -173,12 +175,12 @@ class SessionSandboxes:
         async def build(target: Path) -> None:
             await record("system", {"message": f"running the setup script of environment "
                                     f"{env.name!r} (no cached environment yet)"})  # fmt: skip
-            layers = system_layers(target, home=home)
+            layers = system_layers(target, home=home, keep_out=self.keep_out)
             prepare_dirs(layers)
             spec = setup_spec(
                 scratch=target / ".scratch", home=home, runtime_dir=runtime_dir,
                 hidden=self.hidden, readable=self.readable,
-                writable=[Path(layer.target) for layer in layers],
+                writable=[Path(layer.target) for layer in layers if not layer.replace_host],
                 env={"CATTY_SESSION_LABEL": label, "CATTY_SETUP": "true", **proxy_env},
                 hostname=f"catty-{label}",
             )  # fmt: skip

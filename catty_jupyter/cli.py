@@ -45,6 +45,9 @@ def render(event: dict[str, Any], full: bool = False, label: str = "LABEL") -> s
         extra = f", ${cost:.4f}" if isinstance(cost, int | float) else ""
         code = f", exit {p['exit_code']}" if "exit_code" in p else ""
         return f"✓ turn done ({(p.get('duration_ms') or 0) / 1000:.1f} s{extra}{code})"
+    if kind == "setup_log":
+        text = str(p.get("text") or "")
+        return "\n".join(f"  setup| {line}" for line in text.splitlines()) or None
     if kind in ("system", "error"):
         msg = p.get("message")
         return f"{'!' if kind == 'error' else '·'} {msg}" if msg else None

@@ -127,3 +127,10 @@ async def test_delete_is_refused_while_a_session_uses_it(catty: Run) -> None:
     assert (await catty("stop", label))[1].strip() == "stopped"
     code, out, err = await catty("env", "delete", "busy", "--yes")
     assert code == 0, err
+
+
+def test_log_shows_setup_output_line_by_line() -> None:
+    from catty_jupyter.cli import render
+
+    shown = render({"kind": "setup_log", "payload": {"text": "Reading package lists...\nDone"}})
+    assert shown == "  setup| Reading package lists...\n  setup| Done"

@@ -307,6 +307,12 @@ class SessionManager(LoggingConfigurable):
                 runtime_dir=runtime_dir, forwards=prep.forwards, proxy_env=proxy_env,
                 process_env=self._process_env(env), record=record,
             )  # fmt: skip
+        elif env.setup_script and not resume:
+            # Unconfined, a setup script would change the host itself: it is not run.
+            self._write(self.get(session.id), "system", {"message": (
+                f"the setup script of environment {env.name!r} was not run: this server runs "
+                f"sessions unsandboxed ({self.runtime_kernel}), and a setup script would change "
+                "the host itself"), "setup_skipped": True})  # fmt: skip
         elif resume and session.runtime.get("snapshot"):
             saved = Snapshot.from_json(session.runtime["snapshot"])
             if saved.path.is_dir():

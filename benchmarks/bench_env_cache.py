@@ -16,13 +16,13 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench_session_start import free_port, session_start
 
 from catty_jupyter.client import CattyClient, ServerInfo
 
@@ -50,26 +50,8 @@ def build_deb(where: Path) -> Path | None:
 
 
 async def start(client: CattyClient, environment: str) -> float:
-    """Seconds from POST sessions to the runtime's ready status (then stop the session)."""
-    t0 = time.perf_counter()
-    s = client.new(None, agent="shell", environment=environment)
-    elapsed = 0.0
-    async for event in client.follow(s["label"]):
-        p = event["payload"]
-        if event["kind"] == "status" and p.get("ready"):
-            elapsed = time.perf_counter() - t0
-            break
-        if event["kind"] == "error" and p.get("fatal"):
-            raise RuntimeError(p.get("message"))
-    client.stop(s["label"])
-    return elapsed
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Seconds from POST sessions (shell agent) to the runtime's ready status."""
+    return await session_start(client, "shell", environment)
 
 
 async def main() -> None:

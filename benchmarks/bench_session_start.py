@@ -69,7 +69,7 @@ async def bare_claude_start(demo: DemoModelServer, work: Path) -> float:
     return elapsed
 
 
-async def session_start(client: CattyClient, agent: str) -> float:
+async def session_start(client: CattyClient, agent: str, environment: str = "default") -> float:
     """Seconds from POST sessions to the agent being ready (claude: system/init)."""
     t0 = time.perf_counter()
     if agent == "claude":
@@ -77,7 +77,7 @@ async def session_start(client: CattyClient, agent: str) -> float:
             "!say hi", environment="demo", options={"permission_mode": "bypassPermissions"}
         )
     else:
-        s = client.new(None, agent="shell")
+        s = client.new(None, agent="shell", environment=environment)
     elapsed = 0.0
     async for event in client.follow(s["label"]):
         p = event["payload"]

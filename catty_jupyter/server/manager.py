@@ -36,7 +36,7 @@ from ..sandbox.layers import prepare_dirs, system_layers
 from ..sandbox.provisioner import runtime_alive
 from .environments import EnvironmentRegistry
 from .focus import FocusKeeper
-from .runtime import RuntimeHandle
+from .runtime import RuntimeHandle, inherited_env
 from .sandboxing import Preparation, SessionSandboxes, SetupFailed
 
 UNSANDBOXED_WARNING = (
@@ -228,15 +228,12 @@ class SessionManager(LoggingConfigurable):
 
     def _check_runtime_kernel(self) -> bool:
         """Refuse early when the runtime cannot be launched; say whether it is sandboxed."""
-        try:
-            spec = self.spec_manager.get_kernel_spec(self.runtime_kernel)
-        except NoSuchKernel:
+        if self.runtime_kernel not in self.spec_manager.find_kernel_specs():
             raise Unavailable(
                 f"the runtime kernel {self.runtime_kernel!r} is not installed; reinstall "
                 "catty-jupyter (pip install catty-jupyter) so its kernelspecs are in place"
-            ) from None
-        name = (spec.metadata.get("kernel_provisioner") or {}).get("provisioner_name")
-        sandboxed = name == "catty-sandbox"
+            )
+        sandboxed = self.sandboxed_kernel
         if sandboxed:
             try:
                 find_bwrap()
@@ -305,7 +302,7 @@ class SessionManager(LoggingConfigurable):
             prep.snapshot = await self.sandboxes.snapshot(
                 env=env, agent=session.agent, label=session.label, home=root / "home",
                 runtime_dir=runtime_dir, forwards=prep.forwards, proxy_env=proxy_env,
-                process_env=self._process_env(env), record=record,
+                process_env={**inherited_env(), **env.env}, record=record,
             )  # fmt: skip
         elif env.setup_script and not resume:
             # Unconfined, a setup script would change the host itself: it is not run.
@@ -324,15 +321,8 @@ class SessionManager(LoggingConfigurable):
             prep.plan.layers = layers
         if self.sandboxed_kernel:
             prep.plan.enforcement = self.sandboxes.enforcement(session.id, env)
+            prep.resources = env.resources
         return prep
-
-    @staticmethod
-    def _process_env(env: Environment) -> dict[str, str]:
-        """The process environment a sandbox starts with: a few host variables, then the
-        environment's own (secrets included: they travel only this way)."""
-        from .runtime import INHERITED_ENV
-
-        return {**{k: os.environ[k] for k in INHERITED_ENV if k in os.environ}, **env.env}
 
     async def _launch(
         self, session: Session, env: Environment, prompt: str | None, client: str | None,
@@ -785,9 +775,11 @@ class SessionManager(LoggingConfigurable):
         """End any session whose process tree went over its environment's memory limit."""
         for session in self._live_sessions():
             saved = session.runtime.get("enforcement")
-            memory = self._memory_limit(session)
+            memory = _limit(session, "memory")
+            if not saved or memory is None or session.id in self._end_reasons:
+                continue
             root = self._sandbox_pid(session)
-            if not saved or memory is None or root is None or session.id in self._end_reasons:
+            if root is None:
                 continue
             reading = limits.memory_reading(limits.Enforcement.from_json(saved), root, memory)
             if reading.over or reading.oom_killed:
@@ -798,16 +790,12 @@ class SessionManager(LoggingConfigurable):
         """Why a runtime that just ended died, when the kernel ended it for memory (a cgroup v2
         group kill ends the whole tree before the watchdog sees anything)."""
         session = self.store.get_session(session_id)
-        memory = self._memory_limit(session) if session is not None else None
+        memory = _limit(session, "memory") if session is not None else None
         saved = session.runtime.get("enforcement") if session is not None else None
         if session is None or memory is None or not saved or not saved.get("cgroup"):
             return None
         reading = limits.memory_reading(limits.Enforcement.from_json(saved), 0, memory)
         return _over_memory(memory, reading.used) if reading.oom_killed else None
-
-    def _memory_limit(self, session: Session) -> int | None:
-        env = self.environments.find(session.environment)
-        return env.resources.memory if env is not None else None
 
     def _sandbox_pid(self, session: Session) -> int | None:
         handle = self.runtimes.get(session.id)
@@ -826,8 +814,7 @@ class SessionManager(LoggingConfigurable):
                 continue
             current.runtime["disk_used"] = used
             self.store.save_session(current)
-            env = self.environments.find(session.environment)
-            disk = env.resources.disk if env is not None else None
+            disk = _limit(current, "disk")
             if disk is not None and used > disk:
                 await self._fail(session.id, (
                     f"the session's workspace and layers use {format_size(used)}, over the "
@@ -879,6 +866,12 @@ class SessionManager(LoggingConfigurable):
             self.runtimes.pop(session_id).detach()
         await self.sandboxes.close()
         self.store.close()
+
+
+def _limit(session: Session, resource: str) -> int | None:
+    """The session's RESOURCE limit as it was launched with (bytes), or None."""
+    value = (session.runtime.get("resources") or {}).get(resource)
+    return int(value) if value else None
 
 
 def _over_memory(limit: int, used: int) -> str:

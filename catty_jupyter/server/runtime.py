@@ -28,6 +28,12 @@ INHERITED_ENV = (
     "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
 )  # fmt: skip
 
+
+def inherited_env() -> dict[str, str]:
+    """The server's own variables a sandbox starts with (only those in INHERITED_ENV)."""
+    return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+
+
 EventSink = Callable[[Event], Awaitable[None]]
 ExitSink = Callable[[int | None], Awaitable[None]]
 
@@ -90,8 +96,7 @@ class RuntimeHandle:
         on_event: EventSink, on_exit: ExitSink,
     ) -> None:  # fmt: skip
         """Launch the kernel confined by SPEC and start forwarding its events."""
-        kernel_env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        kernel_env.update(env)
+        kernel_env = {**inherited_env(), **env}
         kernel_env[CONFIG_ENV] = str(config_path)
         # The runtime's own output goes to a log in the state dir, so a runtime that dies at
         # start can say why.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.environments import Environment, format_dotenv
+from ..core.environments import Environment, Resources, format_dotenv
 from ..core.errors import CattyError
 from ..core.network import NetworkPolicy
 from ..core.secrets import Redactor
@@ -58,6 +58,8 @@ class Preparation:
     """Non-secret variables set on the sandbox's command line (proxy settings, the label)."""
     plan: LaunchPlan = field(default_factory=LaunchPlan)
     snapshot: Snapshot | None = None
+    resources: Resources | None = None
+    """The limits the session was launched with (the watchdog checks against these)."""
 
     def to_json(self) -> dict[str, Any]:
         """What a later server needs to re-create the host side (relays, proxy, limits)."""
@@ -65,6 +67,7 @@ class Preparation:
             "forwards": [vars(f) for f in self.forwards],
             "snapshot": self.snapshot.to_json() if self.snapshot else None,
             "enforcement": self.plan.enforcement.to_json() if self.plan.enforcement else None,
+            "resources": self.resources.to_json() if self.resources else None,
         }
 
 
@@ -110,21 +113,15 @@ class SessionSandboxes:
         forwards: list[PortForward] = []
         url = urlsplit(env.env.get("ANTHROPIC_BASE_URL", ""))
         if url.hostname in ("127.0.0.1", "localhost") and url.port:
-            sock = runtime_dir / f"fwd-{url.port}.sock"
-            with contextlib.suppress(FileNotFoundError):
-                sock.unlink()
-            relay = await serve_unix_to_tcp(str(sock), "127.0.0.1", url.port)
-            self._relays.setdefault(session_id, []).append(relay)
-            forwards.append(PortForward(port=url.port, socket=str(sock)))
+            forwards.append(
+                PortForward(port=url.port, socket=str(runtime_dir / f"fwd-{url.port}.sock"))
+            )
         variables: dict[str, str] = {}
         policy = self.policy(env)
         if policy.uses_proxy:
-            sock = runtime_dir / "egress.sock"
-            proxy = EgressProxy(str(sock), policy, on_blocked=on_blocked,
-                                resolve=self.egress_resolve)  # fmt: skip
-            await proxy.start()
-            self._proxies[session_id] = proxy
-            forwards.append(PortForward(port=PROXY_PORT, socket=str(sock)))
+            forwards.append(PortForward(port=PROXY_PORT, socket=str(runtime_dir / "egress.sock")))
+        await self._serve(session_id, forwards, policy, on_blocked)
+        if policy.uses_proxy:
             proxy_url = f"http://127.0.0.1:{PROXY_PORT}"
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 variables[name] = proxy_url
@@ -136,17 +133,25 @@ class SessionSandboxes:
         on_blocked: Callable[[str], None],
     ) -> None:  # fmt: skip
         """After a server restart: listen again on the sockets a running sandbox relays to."""
+        policy = self.policy(env) if env is not None else NetworkPolicy("none")
+        await self._serve(session_id, [PortForward(**f) for f in forwards], policy, on_blocked)
+
+    async def _serve(
+        self, session_id: str, forwards: list[PortForward], policy: NetworkPolicy,
+        on_blocked: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        """Listen on each forward's socket: the egress proxy on the proxy port, a relay to the
+        same port on the host's loopback (the local model endpoint) on any other."""
         for forward in forwards:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(forward["socket"])
-            if forward["port"] == PROXY_PORT:
-                policy = self.policy(env) if env is not None else NetworkPolicy("none")
-                proxy = EgressProxy(forward["socket"], policy, on_blocked=on_blocked,
+                os.unlink(forward.socket)
+            if forward.port == PROXY_PORT:
+                proxy = EgressProxy(forward.socket, policy, on_blocked=on_blocked,
                                     resolve=self.egress_resolve)  # fmt: skip
                 await proxy.start()
                 self._proxies[session_id] = proxy
             else:
-                relay = await serve_unix_to_tcp(forward["socket"], "127.0.0.1", forward["port"])
+                relay = await serve_unix_to_tcp(forward.socket, "127.0.0.1", forward.port)
                 self._relays.setdefault(session_id, []).append(relay)
 
     # -- setup and the cache ----------------------------------------------------------------------

@@ -14,3 +14,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import CattyExtension
 
     return [{"module": "catty_jupyter.server.app", "app": CattyExtension}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext catty_jupyter`: the `%catty` magics."""
+    from .notebook.magics import load
+
+    load(ipython)

@@ -50,6 +50,14 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server a test starts in this process hands its address to kernels through os.environ;
+    put it back afterwards, so one test's server never answers for the next."""
+    monkeypatch.delenv("CATTY_URL", raising=False)
+    monkeypatch.delenv("CATTY_TOKEN", raising=False)
+
+
 @pytest.fixture
 def catty_config() -> dict[str, Any]:
     """Extra CattyExtension config a test module may override."""

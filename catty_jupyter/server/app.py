@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,6 +209,7 @@ class CattyExtension(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Start the demo model, then re-attach sessions a previous server left running."""
+        _hand_address_to_kernels(serverapp)
         if self.demo_server is not None:
             await self._prepare_environment(self.manager.environment(DEMO_ENVIRONMENT))
         await self.manager.start()
@@ -223,6 +225,20 @@ class CattyExtension(ExtensionApp):
         await self.manager.shutdown()
         if self.demo_server is not None and self._demo_started:
             await self.demo_server.stop()
+
+
+def _hand_address_to_kernels(serverapp: Any) -> None:
+    """Tell the kernels and terminals this server starts how to reach its catty API.
+
+    They inherit the server's environment, so `%catty` and the Catty kernel talk to the server
+    that started them (`client.find_server` reads these first). Sessions never see them: a
+    sandbox inherits only `runtime.INHERITED_ENV`.
+    """
+    os.environ["CATTY_URL"] = str(serverapp.connection_url)
+    token = str(getattr(serverapp.identity_provider, "token", "") or "")
+    # A JupyterHub single-user server has no token of its own; the user's API token opens it.
+    token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    os.environ["CATTY_TOKEN"] = token
 
 
 def _admin_environment(name: str, data: Any) -> Environment:

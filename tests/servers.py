@@ -35,6 +35,8 @@ class LiveServer:
     """Extra `CattyExtension` traits."""
     port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    app: str = "jupyter_server"
+    """The module to run: "jupyter_server", or "jupyterlab" for the JupyterLab front end too."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,6 +49,11 @@ class LiveServer:
         """Where the server's output goes (appended across restarts)."""
         return self.data_dir.parent / "server.log"
 
+    @property
+    def lab_dir(self) -> Path:
+        """Where JupyterLab (app "jupyterlab") keeps its workspaces and user settings."""
+        return self.data_dir.parent / "lab"
+
     def start(self, timeout: float = 60) -> LiveServer:
         """Start the server and wait until the catty API answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,12 +63,16 @@ class LiveServer:
         traits = {"data_dir": str(self.data_dir), "demo_model": True,
                   "stop_sessions_on_exit": True, **self.config}  # fmt: skip
         argv = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
+            sys.executable, "-m", self.app, "--no-browser", "--ip=127.0.0.1",
             f"--port={self.port}", "--port-retries=0", f"--ServerApp.root_dir={self.root_dir}",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.jpserver_extensions=" + _trait({"catty_jupyter": True}),
             *(f"--CattyExtension.{k}={_trait(v)}" for k, v in traits.items()),
         ]  # fmt: skip
+        if self.app == "jupyterlab":
+            # Lab keeps workspaces and settings in ~/.jupyter: keep them with the test instead.
+            argv += [f"--LabApp.workspaces_dir={self.lab_dir / 'workspaces'}",
+                     f"--LabApp.user_settings_dir={self.lab_dir / 'user-settings'}"]  # fmt: skip
         if os.getuid() == 0:
             argv.append("--allow-root")
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.data_dir.parent / "jupyter-runtime")}

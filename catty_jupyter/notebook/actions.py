@@ -30,5 +30,7 @@ def in_background(action: Callable[[], object], notice: widgets.HTML) -> None:
             say(notice, "")
         except ClientError as exc:
             say(notice, str(exc), error=True)
+        except Exception as exc:  # a widget bug: still say something rather than nothing
+            say(notice, f"{type(exc).__name__}: {exc}", error=True)
 
     threading.Thread(target=run, name="catty-action", daemon=True).start()

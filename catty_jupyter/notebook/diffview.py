@@ -93,7 +93,7 @@ class DiffView(widgets.VBox):
             layout=widgets.Layout(width="100%", height="3em"),
         )
         self.send_button = widgets.Button(description="Send comments", icon="paper-plane",
-                                          button_style="primary")  # fmt: skip
+                                          button_style="primary", layout=widgets.Layout(width="auto"))  # fmt: skip
         self.notice = widgets.HTML()
         self.refresh_button.on_click(lambda _: self._act(self.refresh))
         self.send_button.on_click(lambda _: self._act(self._send_comments))
@@ -113,7 +113,7 @@ class DiffView(widgets.VBox):
         self.added, self.removed = int(diff["added"]), int(diff["removed"])
         cut = " (cut: the diff is too large to show whole)" if diff.get("truncated") else ""
         self.summary.value = (
-            f"<b>{render.esc(self.label)}</b>: {self.files_changed} files changed, "
+            f"<b>{render.esc(self.label)}</b>: {_files(self.files_changed)} changed, "
             f"<span class='catty-added'>+{self.added}</span> "
             f"<span class='catty-removed'>-{self.removed}</span>{render.esc(cut)}"
         )
@@ -148,7 +148,10 @@ class DiffView(widgets.VBox):
 
     def _patch(self, path: str, patch: str) -> widgets.Widget:
         """The unified diff of PATH as a list of lines; selecting one opens a comment box."""
-        lines = patch_lines(patch)[:MAX_LINES]
+        lines = patch_lines(patch)
+        # git's header lines (diff --git, index, ---/+++) say nothing the title does not.
+        first_hunk = next((i for i, line in enumerate(lines) if line.text.startswith("@@")), 0)
+        lines = lines[first_hunk:][:MAX_LINES]
         self._lines[path] = lines
         picker = widgets.Select(
             options=[(line.text or " ", i) for i, line in enumerate(lines)], value=None,
@@ -207,7 +210,7 @@ class DiffView(widgets.VBox):
                                       layout=widgets.Layout(width="auto"))  # fmt: skip
             withdraw.on_click(lambda _, cid=c["id"]: self._act(lambda: self._withdraw(cid)))
             text = widgets.HTML(
-                f"💬 <b>{render.esc(c['path'])}:{render.esc(c['line'])}</b> {render.esc(c['text'])}"
+                f"✎ <b>{render.esc(c['path'])}:{render.esc(c['line'])}</b> {render.esc(c['text'])}"
             )
             rows.append(widgets.HBox([text, withdraw]))
         self.comments_box.children = tuple(rows)
@@ -231,3 +234,7 @@ class DiffView(widgets.VBox):
             bundle["text/plain"] = (f"catty diff {self.label}: {self.files_changed} files, "
                                     f"+{self.added} -{self.removed}")  # fmt: skip
         return bundle
+
+
+def _files(n: int) -> str:
+    return "1 file" if n == 1 else f"{n} files"

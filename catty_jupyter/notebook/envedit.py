@@ -14,7 +14,7 @@ from . import render
 from .actions import in_background, say
 
 _WIDE = widgets.Layout(width="100%")
-_LABELS = widgets.Layout(width="9em")
+_LABELS = widgets.Layout(width="11em")
 
 
 def _size(value: Any) -> str:

@@ -9,6 +9,7 @@ editor) that keeps itself up to date: shown as the cell's result, or kept with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import subprocess
 from pathlib import Path
@@ -31,7 +32,13 @@ USAGE = """\
 %catty download LABEL [-o FILE]   save its workspace as a .tar.gz
 %catty env [NAME]                 list environments, or edit (or create) NAME
 %%catty setup ENV                 the cell's body becomes ENV's setup script
+%%catty new [OPTIONS] / %%catty send LABEL
+                                  the cell's body is the prompt or message
 %catty connect URL [TOKEN]        talk to another Jupyter server"""
+
+
+CELL_COMMANDS = ("setup", "new", "send")
+"""Subcommands that take the cell's body (`%%catty …`)."""
 
 
 class UsageError(Exception):
@@ -71,6 +78,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TAKES_VALUE = ("--env", "--agent", "--repo")
+"""Options of `new` followed by a value."""
+
+
+def split_text(line: str) -> tuple[str, str | None]:
+    """LINE as (command and options, free text) for `new` and `send`, else (LINE, None).
+
+    A prompt is text, not shell words: it keeps its own quotes and backslashes
+    (`echo 'a  b'`, "fix the user's bug"); only quotes around the whole of it are dropped.
+    """
+    rest = line.strip()
+    first = rest.split(maxsplit=1)
+    if not first or first[0] not in ("new", "send"):
+        return line, None
+    head = [first[0]]
+    rest = first[1] if len(first) > 1 else ""
+    needs = 1 if first[0] == "send" else 0  # send's LABEL
+    while rest:
+        word, _, after = rest.partition(" ")
+        if needs:
+            needs -= 1
+        elif word in _TAKES_VALUE:
+            needs = 1
+        elif word == "--":  # the prompt starts after it, even with dashes of its own
+            rest = after.lstrip()
+            break
+        elif word != "--empty" and not word.startswith(tuple(f"{o}=" for o in _TAKES_VALUE)):
+            break
+        head.append(word)
+        rest = after.lstrip()
+    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "'\"":
+        with contextlib.suppress(ValueError):
+            words = shlex.split(rest)
+            if len(words) == 1:
+                rest = words[0]
+    return " ".join(head), rest
+
+
 def source_repo(cwd: Path) -> str | None:
     """The git repository holding CWD (a session works on a copy of it), or None."""
     try:
@@ -92,14 +137,12 @@ class CattyMagics(Magics):
     @line_cell_magic
     def catty(self, line: str, cell: str | None = None) -> Any:
         """Run a catty subcommand; `%catty` alone prints the usage."""
+        head, text = split_text(line)
         try:
-            words = shlex.split(line)
+            words = shlex.split(head)
         except ValueError as exc:
-            # An apostrophe in a prompt ("fix the user's bug") is text, not an open quote.
-            if line.split()[:1] not in (["new"], ["send"]):
-                print(f"%catty: {exc}\n\n{USAGE}")
-                return None
-            words = line.split()
+            print(f"%catty: {exc}\n\n{USAGE}")
+            return None
         if not words or words[0] in ("help", "-h", "--help"):
             print(USAGE)
             return None
@@ -108,9 +151,13 @@ class CattyMagics(Magics):
         except UsageError as exc:
             print(f"%catty: {exc}\n\n{USAGE}")
             return None
-        if (cell is None) == (args.command == "setup"):
-            where = "a cell magic: %%catty setup ENV" if args.command == "setup" else "a line magic"
-            print(f"%catty {args.command} is {where}\n\n{USAGE}")
+        if text is not None:
+            args.prompt = args.message = [text]
+        if args.command == "setup" and cell is None:
+            print(f"%catty setup is a cell magic: %%catty setup ENV\n\n{USAGE}")
+            return None
+        if cell is not None and args.command not in CELL_COMMANDS:
+            print(f"%%catty {args.command} is a line magic: %catty {args.command} …\n\n{USAGE}")
             return None
         try:
             return getattr(self, f"_{args.command}")(args, cell)
@@ -120,14 +167,14 @@ class CattyMagics(Magics):
 
     # -- subcommands (each returns what the cell shows, or None) --------------------------------
 
-    def _new(self, a: argparse.Namespace, _cell: str | None) -> Any:
+    def _new(self, a: argparse.Namespace, cell: str | None) -> Any:
         from .transcript import TranscriptView
 
         if a.repo and a.empty:
             raise UsageError("use --repo or --empty, not both")
         repo = None if a.empty else a.repo or source_repo(Path.cwd())
         client = self.client()
-        prompt = " ".join(a.prompt) or None
+        prompt = _text(a.prompt, cell) or None
         session = client.new(prompt, environment=a.env, agent=a.agent,
                              repo=str(Path(repo).resolve()) if repo else None)  # fmt: skip
         source = f"a copy of {repo}" if repo else "an empty workspace"
@@ -144,8 +191,8 @@ class CattyMagics(Magics):
 
         return TranscriptView(self.client(), a.label).open_session()
 
-    def _send(self, a: argparse.Namespace, _cell: str | None) -> None:
-        self.client().send(a.label, " ".join(a.message))
+    def _send(self, a: argparse.Namespace, cell: str | None) -> None:
+        self.client().send(a.label, _text(a.message, cell))
         print(f"sent to {a.label}")
 
     def _diff(self, a: argparse.Namespace, _cell: str | None) -> Any:
@@ -202,6 +249,13 @@ class CattyMagics(Magics):
 
     def _help(self, _a: argparse.Namespace, _cell: str | None) -> None:
         print(USAGE)
+
+
+def _text(words: list[str], cell: str | None) -> str:
+    """A prompt or message: the words after the command, then the cell's body when there is one
+    (so a prompt can span lines)."""
+    parts = [" ".join(words), (cell or "").strip("\n")]
+    return "\n".join(p for p in parts if p)
 
 
 def load(ipython: Any) -> None:

@@ -17,7 +17,11 @@ OUTPUT_LIMIT = 4000
 """Characters of a tool's output shown before it is cut (the rest is a click away)."""
 
 STYLE = """
+.catty-transcript, .catty-diff, .catty-env-editor, .catty-session-list {
+  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 4px; padding: 4px 8px; }
 .catty-event { margin: 2px 0; line-height: 1.45; }
+.catty-event p { margin: .2em 0; }
+.catty-event > :first-child { margin-top: 0; } .catty-event > :last-child { margin-bottom: 0; }
 .catty-user { border-left: 3px solid var(--jp-brand-color1, #1976d2); padding-left: 6px; }
 .catty-user .catty-who, .catty-meta { color: var(--jp-ui-font-color2, #666); font-size: 85%; }
 .catty-event pre { white-space: pre-wrap; word-break: break-word; margin: 2px 0;
@@ -31,7 +35,7 @@ STYLE = """
   border-radius: 3px; }
 .catty-comment { border-left: 3px solid var(--jp-warn-color1, #f57c00); padding-left: 6px; }
 .catty-badge { display: inline-block; padding: 0 8px; border-radius: 8px; font-size: 85%;
-  color: white; background: #757575; }
+  line-height: 1.5; vertical-align: middle; color: white; background: #757575; }
 .catty-badge-idle { background: #2e7d32; } .catty-badge-busy { background: #1565c0; }
 .catty-badge-waiting { background: #ef6c00; } .catty-badge-failed { background: #c62828; }
 .catty-badge-starting { background: #6a1b9a; }
@@ -94,7 +98,7 @@ def tool_html(payload: dict[str, Any], outputs: list[dict[str, Any]]) -> str:
     body = f"<div class='catty-meta'>input</div>{pre(shown_input)}"
     if outputs:
         body += f"<div class='catty-meta'>output</div>{pre(output)}"
-    return (f"<div class='catty-event catty-tool'><details><summary>🔧 {esc(tool_summary(payload))}"
+    return (f"<div class='catty-event catty-tool'><details><summary>⚙ {esc(tool_summary(payload))}"
             f"{esc(state)}</summary>{body}</details></div>")  # fmt: skip
 
 
@@ -115,7 +119,7 @@ def event_html(event: dict[str, Any]) -> str | None:
                     f"{pre(str(p['thinking']))}</details></div>")  # fmt: skip
         return None
     if kind == "permission_request":
-        return (f"<div class='catty-event catty-permission'>❓ permission to use "
+        return (f"<div class='catty-event catty-permission'>⚠ permission to use "
                 f"<b>{esc(p.get('tool_name'))}</b>{pre(json.dumps(p.get('input'), indent=2))}</div>")  # fmt: skip
     if kind == "permission_decision":
         verb = "allowed" if p.get("behavior") == "allow" else "denied"
@@ -126,7 +130,7 @@ def event_html(event: dict[str, Any]) -> str | None:
     if kind == "comment":
         side = "" if p.get("side", "new") == "new" else " (old side)"
         line = f"{pre(str(p['line_text']), 400)}" if p.get("line_text") else ""
-        return (f"<div class='catty-event catty-comment'>💬 <b>{esc(p.get('path'))}:"
+        return (f"<div class='catty-event catty-comment'>✎ <b>{esc(p.get('path'))}:"
                 f"{esc(p.get('line'))}</b>{esc(side)}{line}{markdown_html(str(p.get('text', '')))}</div>")  # fmt: skip
     if kind == "result":
         secs = (p.get("duration_ms") or 0) / 1000

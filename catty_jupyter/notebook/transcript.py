@@ -64,7 +64,7 @@ class TranscriptView(widgets.VBox):
                                            layout=widgets.Layout(display="none"))  # fmt: skip
         self.events_box = widgets.VBox(layout=widgets.Layout(max_height="40em", overflow="auto"))
         self.permissions_box = widgets.VBox()
-        self.message = widgets.Textarea(placeholder="Message the agent (Shift+Enter adds a line)",
+        self.message = widgets.Textarea(placeholder="Message the agent, then press Send",
                                         layout=widgets.Layout(width="100%", height="4em"))  # fmt: skip
         self.send_button = widgets.Button(description="Send", icon="paper-plane",
                                           button_style="primary")  # fmt: skip
@@ -198,7 +198,7 @@ class TranscriptView(widgets.VBox):
         deny = widgets.Button(description="Deny", button_style="danger", icon="times")
         approve.on_click(lambda _: self._act(lambda: self._answer(rid, "allow")))
         deny.on_click(lambda _: self._act(lambda: self._answer(rid, "deny")))
-        text = widgets.HTML(f"❓ <b>{render.esc(p.get('tool_name'))}</b> asks for permission")
+        text = widgets.HTML(f"⚠ <b>{render.esc(p.get('tool_name'))}</b> asks for permission")
         row = widgets.HBox([text, approve, deny])
         self._pending[rid] = row
         self.permissions_box.children = (*self.permissions_box.children, row)
@@ -259,5 +259,6 @@ class TranscriptView(widgets.VBox):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle["text/plain"] = f"catty session {self.label} ({self.activity})"
+            # Saved with the notebook and shown for ever where widgets cannot be: no state in it.
+            bundle["text/plain"] = f"catty session {self.label}"
         return bundle

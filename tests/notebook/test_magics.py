@@ -48,9 +48,9 @@ def test_new_send_diff_stop_with_the_demo_model(server: LiveServer, tmp_path: Pa
     nb = run_notebook([
         "%load_ext catty_jupyter",
         "%catty",
-        "view = %catty new --env demo !say hello from <img src=x onerror=alert(1)> the notebook\n"
-        "label = view.label\nview",
-        WAIT_FOR_TURNS + "first = wait_turns(view, 1)",
+        "%%catty new --env demo\n!say hello from <img src=x onerror=alert(1)> the notebook\n"
+        "!say and from a second line",
+        "view = _\nlabel = view.label\n" + WAIT_FOR_TURNS + "first = wait_turns(view, 1)",
         "%catty send {label} !bash echo changed-by-agent >> README.md",
         "second = wait_turns(view, 2)",
         "d = %catty diff {label}\nprint(d.files_changed, d.added, d.removed)\nd",
@@ -69,13 +69,14 @@ def test_new_send_diff_stop_with_the_demo_model(server: LiveServer, tmp_path: Pa
     evs = server.request("GET", f"sessions/{label}/transcript?limit=5000")["events"]
     users = [e["payload"]["text"] for e in evs if e["kind"] == "user"]
     assert users[0].startswith("!say hello") and users[1].startswith("!bash echo changed"), users
+    assert users[0].endswith("!say and from a second line"), users  # the cell's body, whole
 
     # The widget kept itself up to date from a background thread: its saved state holds
     # every event up to the second turn's end, and the reply is there, as text.
     state, shown = _view_state(nb, label)
     last_result = max(e["seq"] for e in evs if e["kind"] == "result")
     assert state["last_seq"] >= last_result, (state["last_seq"], last_result)
-    assert "(demo model)" in shown and "hello from" in shown
+    assert "(demo model)" in shown and "hello from" in shown and "from a second line" in shown
     assert "&lt;img src=x onerror=alert(1)&gt;" in shown
     assert "<img" not in shown
     assert "changed-by-agent" in shown  # the tool call of the second turn, with its input
@@ -113,6 +114,7 @@ def test_setup_cell_magic_and_environment_editor(server: LiveServer, tmp_path: P
         "%catty frobnicate",
         "%catty show",
         "%catty setup x",
+        "%%catty list\nbody",
     ], cwd=tmp_path)  # fmt: skip
 
     assert "setup script created (1 lines)" in text_of(nb.cells[1]), dumps(nb)
@@ -133,6 +135,7 @@ def test_setup_cell_magic_and_environment_editor(server: LiveServer, tmp_path: P
         assert "%catty new" in text_of(cell), text_of(cell)  # usage, for each wrong use
     assert "invalid choice: 'frobnicate'" in text_of(nb.cells[7])
     assert "cell magic" in text_of(nb.cells[9])
+    assert "is a line magic" in text_of(nb.cells[10])
 
 
 def test_session_list_and_shell_transcript(server: LiveServer, tmp_path: Path) -> None:

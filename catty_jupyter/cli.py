@@ -192,6 +192,42 @@ def cmd_download(c: CattyClient, a: argparse.Namespace) -> None:
     print(f"{dest} ({size} bytes)")
 
 
+_COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
+
+
+def _painted(line: str, color: bool) -> str:
+    """A patch line, green for +, red for -, cyan for @@ (file headers stay plain)."""
+    code = _COLORS.get(line[:1]) if color and not line.startswith(("+++", "---")) else None
+    return f"{code}{line}\033[0m" if code else line
+
+
+def cmd_diff(c: CattyClient, a: argparse.Namespace) -> None:
+    """Print a session's changes: +added -removed per file, the total, then the patches."""
+    d = c.diff(a.label, stat=a.stat)
+    if a.json:
+        print(json.dumps(d))
+        return
+    color = sys.stdout.isatty()
+    for f in d["files"]:
+        name = f"{f['old_path']} => {f['path']}" if f.get("old_path") else f["path"]
+        counts = "binary" if f["binary"] else _painted(f"+{f['added']}", color) + " " + _painted(
+            f"-{f['removed']}", color)  # fmt: skip
+        print(f"{counts} {name}")
+    n = d["files_changed"]
+    print(f"{n} file{'s' if n != 1 else ''} changed, +{d['added']} -{d['removed']}"
+          + (" (the answer was cut short)" if d.get("truncated") else ""))  # fmt: skip
+    if a.stat:
+        return
+    for f in d["files"]:
+        text = f.get("notebook_diff") or f.get("patch") or ""
+        if text:
+            print()
+            if f.get("notebook_diff"):
+                print(f"notebook diff of {f['path']}:")
+            for line in text.rstrip("\n").split("\n"):
+                print(_painted(line, color))
+
+
 def cmd_attach(c: CattyClient, a: argparse.Namespace) -> None:
     """Watch a session live; lines typed here are sent while this terminal holds focus."""
     from .attach import attach
@@ -242,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="do not shorten long tool output")
     p.add_argument("--json", action="store_true", help="print the events as JSON")
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("diff", help="show a session's changes against its base commit")
+    p.add_argument("label")
+    p.add_argument("--stat", action="store_true", help="only +added -removed per file")
+    p.add_argument("--json", action="store_true", help="print the diff as JSON")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("stop", help="stop a session (its workspace and transcript stay)")
     p.add_argument("label")

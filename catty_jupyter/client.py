@@ -104,6 +104,10 @@ class CattyClient:
             raise ClientError(
                 f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
             ) from None
+        except OSError as exc:  # a timeout, or the connection dropped mid-answer
+            raise ClientError(
+                f"no answer from the Jupyter server at {self.server.url}: {exc}"
+            ) from None
         return json.loads(raw) if raw else None
 
     def _error(self, exc: urllib.error.HTTPError) -> ClientError:
@@ -139,7 +143,8 @@ class CattyClient:
         return self.request("GET", f"sessions/{label}")  # type: ignore[no-any-return]
 
     def send(self, label: str, text: str) -> None:
-        """Send a message to the session's agent."""
+        """Send a message to the session's agent, with its queued comments (TEXT may then be
+        empty)."""
         self.request("POST", f"sessions/{label}/messages", {"text": text})
 
     def interrupt(self, label: str) -> None:
@@ -198,6 +203,28 @@ class CattyClient:
         data = self.request("GET", f"sessions/{label}/transcript", after=after, limit=limit,
                             tail=1 if newest else None)  # fmt: skip
         return list(data["events"])
+
+    # -- review -----------------------------------------------------------------------------
+
+    def diff(self, label: str, stat: bool = False) -> dict[str, Any]:
+        """The session's changes against its base commit (with STAT, counts only)."""
+        return self.request("GET", f"sessions/{label}/diff", stat=1 if stat else None)  # type: ignore[no-any-return]
+
+    def comments(self, label: str) -> list[dict[str, Any]]:
+        """The line comments waiting for the session's next message."""
+        return list(self.request("GET", f"sessions/{label}/comments")["comments"])
+
+    def add_comment(
+        self, label: str, path: str, line: int, text: str, side: str = "new"
+    ) -> dict[str, Any]:
+        """Comment on LINE of PATH (SIDE `new`, or `old` for the base); the next message
+        (`send`, even with empty text) takes it to the agent."""
+        body = {"path": path, "line": line, "side": side, "text": text}
+        return self.request("POST", f"sessions/{label}/comments", body)  # type: ignore[no-any-return]
+
+    def withdraw_comment(self, label: str, comment_id: str) -> None:
+        """Withdraw a queued comment."""
+        self.request("DELETE", f"sessions/{label}/comments/{comment_id}")
 
     # -- environments -----------------------------------------------------------------------
 

@@ -132,4 +132,5 @@ class Session:
             "sandboxed": self.sandboxed,
             "options": self.options,
             "disk_used": self.runtime.get("disk_used"),
+            "diffstat": self.runtime.get("diffstat"),
         }

@@ -1,4 +1,5 @@
-"""The SQLite store (WAL): sessions, the indexed copy of every transcript, and environments."""
+"""The SQLite store (WAL): sessions, the indexed copy of every transcript, environments, and
+queued review comments."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .comments import Comment
 from .models import Activity, Event, Session, SessionState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE sessions (
@@ -56,7 +58,23 @@ CREATE TABLE environments (
 CREATE INDEX IF NOT EXISTS events_kind ON events (session_id, kind);
 """
 
-_MIGRATIONS = {1: _V1, 2: _V2}
+_V3 = """
+CREATE TABLE comments (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    side TEXT NOT NULL,
+    text TEXT NOT NULL,
+    line_text TEXT,
+    client TEXT,
+    created REAL NOT NULL,
+    sent REAL
+);
+CREATE INDEX comments_queued ON comments (session_id, sent);
+"""
+
+_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
 """The script that brings a database from the version before to each version."""
 
 _SESSION_COLUMNS = (
@@ -269,6 +287,47 @@ class Store:
         """Remove environment NAME (nothing happens when there is none)."""
         with self._lock:
             self._db.execute("DELETE FROM environments WHERE name = ?", (name,))
+
+    # -- review comments ------------------------------------------------------------------------
+
+    def add_comment(self, session_id: str, comment: Comment) -> None:
+        """Queue a comment for the session's next message."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO comments (id, session_id, path, line, side, text, line_text, client, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (comment.id, session_id, comment.path, comment.line, comment.side, comment.text,
+                 comment.line_text, comment.client, comment.created),
+            )  # fmt: skip
+
+    def queued_comments(self, session_id: str) -> list[Comment]:
+        """The session's comments not sent yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, path, line, side, text, line_text, client, created FROM comments "
+                "WHERE session_id = ? AND sent IS NULL ORDER BY created, rowid",
+                (session_id,),
+            ).fetchall()
+        return [Comment(id=r[0], path=r[1], line=r[2], side=r[3], text=r[4], line_text=r[5],
+                        client=r[6], created=r[7]) for r in rows]  # fmt: skip
+
+    def withdraw_comment(self, session_id: str, comment_id: str) -> bool:
+        """Remove a queued comment; False when there is none (or it was sent already)."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM comments WHERE session_id = ? AND id = ? AND sent IS NULL",
+                (session_id, comment_id),
+            )
+        return cur.rowcount > 0
+
+    def mark_comments_sent(self, session_id: str, ids: Iterable[str]) -> None:
+        """Record that a message took these comments to the agent."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "UPDATE comments SET sent = ? WHERE session_id = ? AND id = ?",
+                [(now, session_id, i) for i in ids],
+            )
 
     # -- rows ---------------------------------------------------------------------------------
 

@@ -154,6 +154,30 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
     return cmd + list(argv)
 
 
+def review_command(
+    workspace: Path, hidden: list[Path], readable: list[Path], argv: list[str],
+    bwrap: str | None = None,
+) -> list[str]:  # fmt: skip
+    """The bwrap argv that runs ARGV (the diff of a session) with WORKSPACE shown read-only.
+
+    No network, nothing on the host writable, HIDDEN covered (READABLE shown again inside
+    them): what the agent wrote in its workspace can run nothing that reaches the host.
+    """
+    cmd = [bwrap or find_bwrap(), "--unshare-all", "--die-with-parent",
+           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]  # fmt: skip
+    for private in PRIVATE_DIRS:
+        cmd += ["--tmpfs", private]
+    for path in _outermost(hidden):
+        cmd += ["--tmpfs", str(path)]
+    replaced = [*hidden, *(Path(p) for p in PRIVATE_DIRS)]
+    for path in _outermost(readable):
+        if any(_is_within(path, h) for h in replaced):
+            cmd += ["--ro-bind", str(path), str(path)]
+    cmd += ["--ro-bind", str(workspace), str(workspace), "--unsetenv", "JPY_PARENT_PID",
+            "--chdir", str(workspace), "--"]  # fmt: skip
+    return cmd + list(argv)
+
+
 def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 

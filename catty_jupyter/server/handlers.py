@@ -9,6 +9,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..core.comments import BadComment
 from ..core.environments import BadEnvironment
 from ..core.errors import CattyError
 from .manager import SessionManager
@@ -92,7 +93,7 @@ class CattyHandler(APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, CattyError):
             body = {"message": exc.message, "reason": exc.reason}
-            if isinstance(exc, BadEnvironment):
+            if isinstance(exc, BadEnvironment | BadComment):
                 body.update(exc.details())  # the field (and .env line) an editor can point at
             self.set_status(exc.status)
             self.set_header("Content-Type", "application/json")
@@ -339,6 +340,50 @@ class TranscriptHandler(CattyHandler):
                     "last_seq": self.manager.store.last_seq(session.id)})  # fmt: skip
 
 
+class DiffHandler(CattyHandler):
+    """The session's changes against its base commit."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """Per file and in total, with patches and notebook diffs (`stat=1`: counts only)."""
+        session = self.session(key)
+        stat = self.get_argument("stat", "0") in ("1", "true", "yes")
+        self.reply(await self.manager.review.diff(session, stat_only=stat))
+
+
+class CommentsHandler(CattyHandler):
+    """Line comments waiting for the session's next message."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """The queued comments, oldest first."""
+        session = self.session(key)
+        self.reply({"comments": [c.to_json() for c in self.manager.review.queued(session)]})
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str) -> None:
+        """Queue `{path, line, side, text}`; the next message takes it to the agent."""
+        session = self.session(key)
+        body = self.body()
+        comment = await self.manager.review.add_comment(session, body, self.client_id(body))
+        self.reply(comment.to_json(), status=201)
+
+
+class CommentHandler(CattyHandler):
+    """One queued comment."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self, key: str, comment_id: str) -> None:
+        """Withdraw it before it is sent."""
+        self.manager.review.withdraw(self.session(key), comment_id)
+        self.set_status(204)
+        self.finish()
+
+
 class EnvironmentsHandler(CattyHandler):
     """List and create the environments sessions start in."""
 
@@ -410,6 +455,9 @@ default_handlers = [
     (rf"/catty/v1/sessions/{_KEY}/permissions/(?P<request_id>[A-Za-z0-9_-]+)", PermissionHandler),
     (rf"/catty/v1/sessions/{_KEY}/transcript", TranscriptHandler),
     (rf"/catty/v1/sessions/{_KEY}/stream", StreamHandler),
+    (rf"/catty/v1/sessions/{_KEY}/diff", DiffHandler),
+    (rf"/catty/v1/sessions/{_KEY}/comments", CommentsHandler),
+    (rf"/catty/v1/sessions/{_KEY}/comments/(?P<comment_id>[A-Za-z0-9_-]+)", CommentHandler),
     (r"/catty/v1/environments", EnvironmentsHandler),
     (r"/catty/v1/environments/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)", EnvironmentHandler),
 ]

@@ -36,6 +36,7 @@ from ..sandbox.layers import prepare_dirs, system_layers
 from ..sandbox.provisioner import runtime_alive
 from .environments import EnvironmentRegistry
 from .focus import FocusKeeper
+from .review import SessionReview
 from .runtime import RuntimeHandle, inherited_env
 from .sandboxing import Preparation, SessionSandboxes, SetupFailed
 
@@ -95,6 +96,10 @@ class SessionManager(LoggingConfigurable):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.focus = FocusKeeper(self.store, focus_grace, self._record)
         """Who may steer each session."""
+        self.review = SessionReview(
+            self.store, lambda s: self.session_dir(s) / "workspace", self._hidden_paths, self.log
+        )
+        """Diffs, diffstats and queued line comments."""
         self._started: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self.on_activity: Callable[[], None] | None = None
@@ -421,6 +426,8 @@ class SessionManager(LoggingConfigurable):
                     self._ready[session.id].set()
         elif event.kind == "error" and event.payload.get("fatal"):
             session.error = str(event.payload.get("message"))
+        if event.kind == "result" or (event.kind == "status" and event.payload.get("ready")):
+            self.review.refresh_diffstat(session.id)  # a turn ended, or a runtime (re)started
 
     def _index_journal(self, session: Session) -> list[Event]:
         """Bring the indexed transcript up to date with the journal; return what was new."""
@@ -471,6 +478,7 @@ class SessionManager(LoggingConfigurable):
             self.store.save_session(session)
         if session_id in self._ready:
             self._ready[session_id].set()
+        self.review.refresh_diffstat(session_id)
 
     def _write(
         self, session: Session, kind: str, payload: dict[str, Any], client: str | None = None
@@ -515,15 +523,24 @@ class SessionManager(LoggingConfigurable):
         return handle
 
     async def send(self, session: Session, text: str, client: str | None) -> None:
-        """Send a user message to the session's agent (CLIENT must be able to steer)."""
+        """Send a user message to the session's agent (CLIENT must be able to steer), with the
+        review comments queued for it (then TEXT may be empty)."""
         self._check_message(text)
-        if not text.strip():
+        if not text.strip() and not self.review.queued(session):
             raise CattyError("the message is empty", reason="empty_message")
         self.focus.steer(session, client)
         if session.state is SessionState.STARTING:
             await self._wait_ready(session)
             session = self.get(session.id)
-        self._running(session).send_message(text, client)
+        handle = self._running(session)
+        # From here to the send nothing awaits: no other request can take these comments too.
+        comments = self.review.queued(session)
+        message = self.review.message(session, text, comments, self.max_message_bytes)
+        for comment in comments:
+            # Through the runtime, on the same channel as the message: they precede its `user`.
+            self._record(session, "comment", comment.event_payload(), comment.client)
+        self.review.mark_sent(session, comments)
+        handle.send_message(message, client)
 
     async def interrupt(self, session: Session, client: str | None = None) -> None:
         """Interrupt the current turn."""
@@ -864,6 +881,7 @@ class SessionManager(LoggingConfigurable):
             )  # fmt: skip
         for session_id in list(self.runtimes):
             self.runtimes.pop(session_id).detach()
+        await self.review.close()
         await self.sandboxes.close()
         self.store.close()
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from catty_jupyter.core.comments import Comment
 from catty_jupyter.core.models import Session
-from catty_jupyter.core.store import _V1, SCHEMA_VERSION, Store, StoreError
+from catty_jupyter.core.store import _V1, _V2, SCHEMA_VERSION, Store, StoreError
 
 
 def _v1_database(path: Path) -> None:
@@ -31,7 +32,7 @@ def test_a_v1_database_migrates_and_keeps_its_sessions(tmp_path: Path) -> None:
     path = tmp_path / "catty.db"
     _v1_database(path)
     store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     session = store.get_session("old-cat-0001")
     assert session is not None and session.agent == "shell"
     assert [e.payload for e in store.events(session.id, kinds=("user",))] == [{"text": "hi"}]
@@ -71,3 +72,29 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer catty-jupyter"):
         Store(path)
+
+
+def test_a_v2_database_migrates_and_queues_comments(tmp_path: Path) -> None:
+    path = tmp_path / "catty.db"
+    _v1_database(path)
+    db = sqlite3.connect(path)
+    db.executescript(_V2 + "PRAGMA user_version=2;")
+    db.close()
+    store = Store(path)
+    assert store.schema_version == 3
+    session = store.get_session("old-cat-0001")
+    assert session is not None
+    first = Comment(path="a.py", line=3, text="why?", line_text="x = 1", client="phone", created=1)
+    second = Comment(path="b.py", line=1, side="old", text="keep", created=2)
+    store.add_comment(session.id, second)
+    store.add_comment(session.id, first)
+    assert store.queued_comments(session.id) == [first, second]
+    store.mark_comments_sent(session.id, [first.id])
+    assert store.queued_comments(session.id) == [second]
+    assert not store.withdraw_comment(session.id, first.id)  # sent: no longer withdrawable
+    assert store.withdraw_comment(session.id, second.id)
+    assert not store.withdraw_comment(session.id, second.id)
+    store.add_comment(session.id, Comment(path="c.py", line=1, text="x"))
+    store.delete_session(session.id)
+    assert store._db.execute("SELECT COUNT(*) FROM comments").fetchone()[0] == 0
+    store.close()

@@ -11,7 +11,7 @@ from tornado.httpclient import HTTPClientError
 from catty_jupyter.server.stream import StreamHandler
 
 SAMPLE = {"key": "brave-tiger-0001", "label": "brave-tiger-0001", "request_id": "x",
-          "action": "stop", "name": "mirror.js"}  # fmt: skip
+          "action": "stop", "name": "mirror.js", "comment_id": "x"}  # fmt: skip
 
 
 def _all_routes() -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,7 @@ def test_session_list_and_shell_transcript(server: LiveServer, tmp_path: Path) -
         "wait_turns(view, 2); print(view.activity)",
         "sl = %catty list\nprint(sl.count)\nsl",
         "sl.show(label); print(type(sl.detail.children[0]).__name__)",
+        "%catty download {label} -o ws.tar.gz",
     ], cwd=tmp_path)  # fmt: skip
     label = text_of(nb.cells[1]).split()[0]
     state, shown = _view_state(nb, label)
@@ -159,3 +161,6 @@ def test_session_list_and_shell_transcript(server: LiveServer, tmp_path: Path) -
     listing = text_of(nb.cells[5])
     assert listing.startswith("1") and label in listing, listing
     assert "TranscriptView" in text_of(nb.cells[6])
+    assert "saved ws.tar.gz" in text_of(nb.cells[7])
+    with tarfile.open(tmp_path / "ws.tar.gz") as archive:
+        assert any(name.endswith(".git/HEAD") for name in archive.getnames())

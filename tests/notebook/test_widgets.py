@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from catty_jupyter.client import CattyClient, ServerInfo
 from catty_jupyter.notebook.follower import SessionFollower
 from catty_jupyter.notebook.transcript import TranscriptView
@@ -147,3 +149,40 @@ def test_diff_widget_comments_reach_the_agent(server: LiveServer, tmp_path: Path
     )
     assert evs[0]["payload"]["text"] == "call it <b>gamma</b>"
     _until(lambda: diff.queued == 0, "the queue to empty")
+
+
+@pytest.mark.claude
+def test_permission_buttons_follow_focus_and_answer_the_agent(server: LiveServer) -> None:
+    """A permission request shows *Approve*/*Deny*, enabled only while this notebook holds
+    focus; *Approve* lets the real Claude Code run the command, and the buttons go away."""
+    mine, theirs = _client(server, "notebook-mine"), _client(server, "phone")
+    session = mine.new("!bash touch approved-by-widget\n!say done after approval",
+                       environment="demo", options={"permission_mode": "default"})  # fmt: skip
+    label = session["label"]
+    view = TranscriptView(mine, label).open_session()
+    try:
+        _until(
+            lambda: view.permissions_box.children and view.activity == "waiting",
+            "the permission request",
+            90,
+        )
+        (row,) = view.permissions_box.children
+        approve, deny = row.children[1], row.children[2]
+        assert "Bash" in row.children[0].value
+        assert not approve.disabled and not deny.disabled
+
+        theirs.take_focus(label)  # someone else steers: this notebook may not answer
+        _until(lambda: approve.disabled and deny.disabled, "the buttons to be disabled")
+        view.take_button.click()
+        _until(lambda: not approve.disabled, "the buttons to be enabled again")
+
+        approve.click()
+        _until(lambda: not view.permissions_box.children, "the request to be answered", 60)
+        evs = _until(lambda: _turns(mine, label) >= 1 and mine.transcript(label, limit=5000),
+                     "the turn to end", 90)  # fmt: skip
+        decision = next(e for e in evs if e["kind"] == "permission_decision")
+        assert decision["payload"]["behavior"] == "allow" and decision["client"] == "notebook-mine"
+        result = next(e for e in evs if e["kind"] == "tool_result")
+        assert not result["payload"].get("is_error"), result
+    finally:
+        view.close()

@@ -163,7 +163,9 @@ def review_command(
     No network, nothing on the host writable, HIDDEN covered (READABLE shown again inside
     them): what the agent wrote in its workspace can run nothing that reaches the host.
     """
-    cmd = [bwrap or find_bwrap(), "--unshare-all", "--die-with-parent",
+    # --as-pid-1: the diff itself is the namespace's init, so no reaper process of bwrap's own
+    # can be left behind, orphaned, when the server goes away in the middle of a run.
+    cmd = [bwrap or find_bwrap(), "--unshare-all", "--die-with-parent", "--as-pid-1",
            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]  # fmt: skip
     for private in PRIVATE_DIRS:
         cmd += ["--tmpfs", private]

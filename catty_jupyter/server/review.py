@@ -197,10 +197,20 @@ class SessionReview:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Abandon diffstat runs under way (the server is going away)."""
+        """Let diffstat runs under way finish (seconds at most), then abandon the rest.
+
+        A sandbox killed while bwrap is still setting it up can leave its inner process behind,
+        so the server going away waits a little rather than kill mid-start.
+        """
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+CLOSE_GRACE = 5.0
+"""Seconds a stopping server waits for diffstat runs under way."""
 
 
 def diffstat(result: dict[str, Any]) -> dict[str, int]:

@@ -96,23 +96,62 @@ def _utf8(value: str, name: str) -> bytes:
         raise BadComment(f"{name} is not valid Unicode text", name) from None
 
 
-def line_in_patch(patch: str, line: int, side: str = "new") -> str | None:
-    """The text of LINE on SIDE of a file's unified diff, when a hunk shows it."""
+@dataclass(frozen=True)
+class PatchLine:
+    """One line of a unified diff, with the file lines it stands for."""
+
+    text: str
+    old: int | None = None
+    """Its line number in the old file (removed and context lines)."""
+    new: int | None = None
+    """Its line number in the new file (added and context lines)."""
+
+    @property
+    def side(self) -> str | None:
+        """Where a comment on it points: "new" for added and context lines, "old" for removed
+        ones, None for headers."""
+        return "new" if self.new is not None else "old" if self.old is not None else None
+
+    @property
+    def line(self) -> int | None:
+        """The line number on `side`."""
+        return self.new if self.new is not None else self.old
+
+    @property
+    def content(self) -> str:
+        """The line of the file itself, without the diff's +/-/space prefix."""
+        return self.text[1:] if self.side else self.text
+
+
+def patch_lines(patch: str) -> list[PatchLine]:
+    """The lines of a unified diff, each with the file lines it stands for."""
+    lines: list[PatchLine] = []
     old = new = 0
     in_hunk = False
-    for row in patch.splitlines():
-        match = _HUNK.match(row)
+    for text in patch.splitlines():
+        match = _HUNK.match(text)
         if match:
             old, new, in_hunk = int(match[1]), int(match[2]), True
-            continue
-        if not in_hunk or not row or row[0] not in " +-":
-            continue
-        if row[0] in " -" and side == "old" and old == line:
-            return row[1:].rstrip("\r")
-        if row[0] in " +" and side == "new" and new == line:
-            return row[1:].rstrip("\r")
-        old += row[0] != "+"
-        new += row[0] != "-"
+            lines.append(PatchLine(text))
+        elif in_hunk and text.startswith("+"):
+            lines.append(PatchLine(text, new=new))
+            new += 1
+        elif in_hunk and text.startswith("-"):
+            lines.append(PatchLine(text, old=old))
+            old += 1
+        elif in_hunk and text.startswith(" "):
+            lines.append(PatchLine(text, old=old, new=new))
+            old, new = old + 1, new + 1
+        else:
+            lines.append(PatchLine(text))
+    return lines
+
+
+def line_in_patch(patch: str, line: int, side: str = "new") -> str | None:
+    """The text of LINE on SIDE of a file's unified diff, when a hunk shows it."""
+    for row in patch_lines(patch):
+        if (row.old if side == "old" else row.new) == line:
+            return row.content.rstrip("\r")
     return None
 
 

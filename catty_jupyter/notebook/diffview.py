@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Int, Unicode
 
 from ..client import CattyClient, ClientError
+from ..core.comments import PatchLine, patch_lines
 from . import render
 from .actions import in_background
 
@@ -19,48 +18,6 @@ MAX_FILES = 100
 
 MAX_LINES = 3000
 """Lines of one file's patch offered for comments; longer ones are cut."""
-
-_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
-
-
-@dataclass(frozen=True)
-class PatchLine:
-    """One line of a unified diff and where a comment on it points."""
-
-    text: str
-    side: str | None
-    """"new" for added and context lines, "old" for removed ones, None for headers."""
-    line: int | None
-    """The line number on that side."""
-
-    @property
-    def content(self) -> str:
-        """The line of the file itself, without the diff's +/-/space prefix."""
-        return self.text[1:] if self.side else self.text
-
-
-def patch_lines(patch: str) -> list[PatchLine]:
-    """The lines of a unified diff, each with the file line a comment on it refers to."""
-    lines: list[PatchLine] = []
-    old = new = 0
-    in_hunk = False
-    for text in patch.splitlines():
-        match = _HUNK.match(text)
-        if match:
-            old, new, in_hunk = int(match[1]), int(match[2]), True
-            lines.append(PatchLine(text, None, None))
-        elif in_hunk and text.startswith("+"):
-            lines.append(PatchLine(text, "new", new))
-            new += 1
-        elif in_hunk and text.startswith("-"):
-            lines.append(PatchLine(text, "old", old))
-            old += 1
-        elif in_hunk and text.startswith(" "):
-            lines.append(PatchLine(text, "new", new))
-            old, new = old + 1, new + 1
-        else:
-            lines.append(PatchLine(text, None, None))
-    return lines
 
 
 class DiffView(widgets.VBox):
@@ -83,7 +40,6 @@ class DiffView(widgets.VBox):
         self.add_class("catty-diff")
         self.client = client
         self.label = label
-        self._lines: dict[str, list[PatchLine]] = {}
         self.summary = widgets.HTML()
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.files_box = widgets.VBox()
@@ -152,7 +108,6 @@ class DiffView(widgets.VBox):
         # git's header lines (diff --git, index, ---/+++) say nothing the title does not.
         first_hunk = next((i for i, line in enumerate(lines) if line.text.startswith("@@")), 0)
         lines = lines[first_hunk:][:MAX_LINES]
-        self._lines[path] = lines
         picker = widgets.Select(
             options=[(line.text or " ", i) for i, line in enumerate(lines)], value=None,
             rows=min(max(len(lines), 2), 25), layout=widgets.Layout(width="100%"),

@@ -90,7 +90,7 @@ class TranscriptView(widgets.VBox):
     def open_session(self) -> TranscriptView:
         """Load the newest events and the session's state, then follow it live."""
         session = self.client.get(self.label)
-        focus = self.client.request("GET", f"sessions/{self.label}/focus")
+        focus = session.get("focus") or {}
         with self._lock:
             self.environment = str(session.get("environment") or "")
             self.activity = render.session_state(session)

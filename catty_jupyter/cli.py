@@ -105,8 +105,10 @@ async def follow(
 
 def cmd_new(c: CattyClient, a: argparse.Namespace) -> None:
     """Start a session."""
-    repo = None if a.empty else str(Path(a.repo).resolve())
-    s = c.new(" ".join(a.prompt) or None, environment=a.env, agent=a.agent, repo=repo)
+    repo = None if a.empty or a.archive else str(Path(a.repo or ".").resolve())
+    archive = c.upload(Path(a.archive))["upload"] if a.archive else None
+    s = c.new(" ".join(a.prompt) or None, environment=a.env, agent=a.agent, repo=repo,
+              archive=archive)  # fmt: skip
     if a.json:
         print(json.dumps(s))
         return
@@ -192,6 +194,70 @@ def cmd_download(c: CattyClient, a: argparse.Namespace) -> None:
     print(f"{dest} ({size} bytes)")
 
 
+class _Progress:
+    """Bytes moved so far, on one rewritten line of a terminal's stderr (silent elsewhere)."""
+
+    def __init__(self, verb: str, total: int | None = None) -> None:
+        self.verb, self.total = verb, total
+        self.shown = sys.stderr.isatty()
+        self.last = 0.0
+        self.printed = False
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.shown or now - self.last < 0.2:
+            return
+        self.last, self.printed = now, True
+        of = f" of {_size(self.total)}" if self.total else ""
+        print(f"\r  {self.verb} {_size(done)}{of}\033[K", end="", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        """Leave the progress line."""
+        if self.printed:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _size(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
+def cmd_export(c: CattyClient, a: argparse.Namespace) -> None:
+    """Save a session as one file for `import` on another server."""
+    dest = Path(a.output or f"{a.label}.catty")
+    if dest.is_dir():
+        dest = dest / f"{a.label}.catty"
+    print(f"exporting {a.label} (its branch is bundled first)…", file=sys.stderr, flush=True)
+    progress = _Progress("received")
+    try:
+        size = c.export(a.label, dest, progress=progress)
+    finally:
+        progress.end()
+    print(f"{dest} ({_size(size)})")
+    print(f"  on the other server: jupyter catty import {dest}", file=sys.stderr)
+
+
+def cmd_import(c: CattyClient, a: argparse.Namespace) -> None:
+    """Make a stopped session of an exported file."""
+    path = Path(a.file)
+    if not path.is_file():
+        raise ClientError(f"{path}: no such file; make one with `jupyter catty export LABEL -o "
+                          "FILE` on the server the session is on")  # fmt: skip
+    progress = _Progress("sent", path.stat().st_size)
+    try:
+        s = c.import_session(path, progress=progress)
+    finally:
+        progress.end()
+    if a.json:
+        print(json.dumps(s))
+        return
+    print(s["label"], flush=True)
+    said = [e for e in c.transcript(s["label"], newest=True, limit=5) if e["kind"] == "system"
+            and e["payload"].get("imported")]  # fmt: skip
+    if said:
+        print(f"  {said[-1]['payload']['message']}", file=sys.stderr)
+    print(f"  it is stopped; continue it with: jupyter catty resume {s['label']}", file=sys.stderr)
+
+
 _COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 
 
@@ -228,6 +294,47 @@ def cmd_diff(c: CattyClient, a: argparse.Namespace) -> None:
                 print(_painted(line, color))
 
 
+def cmd_sync(c: CattyClient, a: argparse.Namespace) -> None:
+    """Copy the files a session changed into a directory (and with --watch keep doing it)."""
+    from .sync import sync, watch
+
+    target = Path(a.dir) if a.dir else None
+    if a.interval <= 0:
+        raise ClientError("--interval must be a number of seconds above 0")
+    if a.watch:
+        watch(c, a.label, target, force=a.force, interval=a.interval,
+              progress=lambda line: print(line, flush=True))  # fmt: skip
+    else:
+        sync(c, a.label, target, force=a.force)
+
+
+def cmd_teleport(c: CattyClient, a: argparse.Namespace) -> None:
+    """Check a session's branch out in this checkout and bring its conversation along."""
+    from .teleport import TeleportError, teleport
+
+    def say(line: str) -> None:
+        if not a.json:
+            print(f"  {line}", file=sys.stderr, flush=True)
+
+    try:
+        result = teleport(c, a.label, Path(a.dir or "."), stash=a.stash, progress=say)
+    except TeleportError as exc:
+        raise ClientError(str(exc)) from None
+    if a.json:
+        print(json.dumps(result.to_json()))
+        return
+    for note in result.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    print(f"{result.checkout} is on {result.branch} at {result.commit[:12]}")
+    if result.stash:
+        print(f"  your changes are in {result.stash.split(':')[0]}; `git stash pop` brings "
+              "them back")  # fmt: skip
+    if result.resume_command:
+        print(f"continue the conversation in {result.checkout}: {result.resume_command}")
+    else:
+        print(f"its transcript: jupyter catty log {result.label}")
+
+
 def cmd_attach(c: CattyClient, a: argparse.Namespace) -> None:
     """Watch a session live; lines typed here are sent while this terminal holds focus."""
     from .attach import attach
@@ -256,8 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="*", help="the first message for the agent")
     p.add_argument("--agent", help="claude or shell (default: the environment's)")
     p.add_argument("--env", default="default", help="the environment (default: default)")
-    p.add_argument("--repo", default=".", help="the git repository to copy (default: here)")
-    p.add_argument("--empty", action="store_true", help="start in an empty workspace instead")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--repo", help="the git repository to copy (default: here)")
+    source.add_argument("--empty", action="store_true", help="start in an empty workspace instead")
+    source.add_argument(
+        "--archive", metavar="FILE", help="upload a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz and "
+        "start on its files instead (one folder holding everything is dropped; no .git is kept)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the session as JSON")
     p.set_defaults(func=cmd_new)
 
@@ -319,11 +431,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_delete)
 
+    p = sub.add_parser(
+        "sync",
+        help="copy the files a session changed into its source directory (or DIR)",
+        description="Copy the files the session changed (committed or not) into DIR, by "
+        "default the directory the session was made from. A local file that changed since the "
+        "session started and that the session changed too is not overwritten: the whole sync "
+        "is refused, naming each such file, unless --force. The session's branch is not "
+        "changed.",
+    )
+    p.add_argument("label")
+    p.add_argument("dir", nargs="?", help="the directory to write into (default: the source)")
+    p.add_argument("--force", action="store_true", help="overwrite local changes too")
+    p.add_argument("--watch", action="store_true", help="keep syncing as the session works")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="with --watch, how often to look at the session (default: 2)")  # fmt: skip
+    p.set_defaults(func=cmd_sync)
+
     p = sub.add_parser("download", help="save a session's workspace as a .tar.gz")
     p.add_argument("label")
     p.add_argument("--output", "-o", help="the file to write (default: LABEL.tar.gz)")
     p.add_argument("--path", help="only this directory of the workspace")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser(
+        "teleport",
+        help="check a session's branch out here, with its conversation",
+        description="Fetch the session's branch catty/LABEL (the agent's uncommitted work "
+        "committed onto it first, in a commit that says so) into this checkout of the session's "
+        "repository and check it out. A claude session's conversation is installed where your "
+        "own Claude Code finds it, so `claude --resume ID` here continues it; the transcript is "
+        "saved in .git/catty/LABEL.jsonl. Refuses another repository, a fork, and uncommitted "
+        "changes (unless --stash).",
+    )
+    p.add_argument("label")
+    p.add_argument("--stash", action="store_true",
+                   help="stash your uncommitted changes (untracked files too) first")  # fmt: skip
+    p.add_argument("--dir", help="the checkout to teleport into (default: here)")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    p.set_defaults(func=cmd_teleport)
+
+    p = sub.add_parser(
+        "export",
+        help="save a session as one file, to import on another server",
+        description="Write one file holding the session's workspace as a git bundle (every "
+        "branch and tag; the agent's uncommitted work is committed onto its branch first), its "
+        "transcript, the agent's own conversation and its environment's definition, with "
+        "secret values left out. `jupyter catty import FILE` on another server makes a stopped "
+        "session of it; `resume` there continues the conversation.",
+    )
+    p.add_argument("label")
+    p.add_argument("--output", "-o", help="the file to write (default: LABEL.catty)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        help="make a stopped session of a file from `jupyter catty export`",
+        description="Send an exported session to this server, which makes a stopped session of "
+        "it: same label unless taken here, the workspace on its branch, the transcript, the "
+        "conversation. An environment of the same name here is used; otherwise it is created "
+        "from the file, and its secrets need values (`jupyter catty env edit`) before `resume`.",
+    )
+    p.add_argument("file", help="the .catty file")
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p.set_defaults(func=cmd_import)
 
     for verb in ("allow", "deny"):
         p = sub.add_parser(verb, help=f"{verb} a pending permission request")

@@ -7,12 +7,15 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 API = "catty/v1"
+
+Progress = Callable[[int], None]
+"""Told the bytes moved so far during a long transfer."""
 
 
 class ClientError(Exception):
@@ -127,11 +130,38 @@ class CattyClient:
     # -- sessions ---------------------------------------------------------------------------
 
     def new(self, prompt: str | None, *, environment: str | None = None, agent: str | None = None,
-            repo: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-        """Create a session; returns it (its `label` names it from now on)."""
+            repo: str | None = None, options: dict[str, Any] | None = None,
+            archive: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Create a session (from REPO, the upload ARCHIVE, or empty); returns it (its `label`
+        names it from now on)."""
         body = {"prompt": prompt, "environment": environment, "agent": agent, "repo": repo,
-                "options": options or {}}  # fmt: skip
+                "archive": archive, "options": options or {}}  # fmt: skip
         return self.request("POST", "sessions", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        """Upload the archive at PATH, streamed from disk; returns `{"upload": ID, "name",
+        "size", "format"}`, and `new(..., archive=ID)` makes a session from it."""
+        path = Path(path)
+        headers = {**self._headers(), "Content-Type": "application/octet-stream"}
+        try:
+            f = path.open("rb")
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+        with f:
+            headers["Content-Length"] = str(os.fstat(f.fileno()).st_size)
+            req = urllib.request.Request(self.url("uploads", name=path.name), data=f,
+                                         method="POST", headers=headers)  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())  # type: ignore[no-any-return]
+            except urllib.error.HTTPError as exc:
+                raise self._error(exc) from None
+            except urllib.error.URLError as exc:
+                raise ClientError(
+                    f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
+                ) from None
+            except OSError as exc:  # the server cut the connection (far over its cap)
+                raise ClientError(f"the upload to {self.server.url} broke off: {exc}") from None
 
     def list_sessions(self, include_archived: bool = False) -> list[dict[str, Any]]:
         """The caller's sessions, newest first."""
@@ -175,12 +205,22 @@ class CattyClient:
         """Save the workspace (or PATH in it) as a .tar.gz at DEST; return its size in bytes."""
         req = urllib.request.Request(self.url(f"sessions/{label}/download", path=path),
                                      headers=self._headers())  # fmt: skip
+        size, _headers = self._save(req, dest)
+        return size
+
+    def _save(
+        self, req: urllib.request.Request, dest: Path, progress: Progress | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """Stream REQ's answer into DEST; its size and headers (DEST removed on failure)."""
         size = 0
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp, dest.open("wb") as out:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     size += len(chunk)
+                    if progress is not None:
+                        progress(size)
+                headers = dict(resp.headers.items())
         except urllib.error.HTTPError as exc:
             dest.unlink(missing_ok=True)
             raise self._error(exc) from None
@@ -189,7 +229,10 @@ class CattyClient:
             raise ClientError(
                 f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
             ) from None
-        return size
+        except OSError as exc:
+            dest.unlink(missing_ok=True)
+            raise ClientError(f"the download from {self.server.url} broke off: {exc}") from None
+        return size, headers
 
     def answer(self, label: str, request_id: str, behavior: str, message: str = "") -> None:
         """Answer a permission request."""
@@ -225,6 +268,68 @@ class CattyClient:
     def withdraw_comment(self, label: str, comment_id: str) -> None:
         """Withdraw a queued comment."""
         self.request("DELETE", f"sessions/{label}/comments/{comment_id}")
+
+    # -- hand-over ----------------------------------------------------------------------------
+
+    def teleport_info(self, label: str) -> dict[str, Any]:
+        """What taking the session's branch needs: branch, base commit, origin, conversation."""
+        return self.request("GET", f"sessions/{label}/teleport")  # type: ignore[no-any-return]
+
+    def bundle(
+        self, label: str, dest: Path, have: list[str] | None = None, record: bool = True
+    ) -> dict[str, Any]:
+        """Save the session's branch as a git bundle at DEST (uncommitted work committed onto
+        it first, unless RECORD is false); HAVE: commits already here. Returns `branch`,
+        `commit`, `uncommitted` and `size`."""
+        body = json.dumps({"have": list(have or []), "record": record}).encode()
+        req = urllib.request.Request(self.url(f"sessions/{label}/bundle"), data=body,
+                                     method="POST", headers=self._headers())  # fmt: skip
+        size, headers = self._save(req, dest)
+        lower = {k.lower(): v for k, v in headers.items()}
+        return {"branch": lower.get("x-catty-branch", ""), "commit": lower.get("x-catty-commit", ""),
+                "uncommitted": lower.get("x-catty-uncommitted") == "1", "size": size}  # fmt: skip
+
+    def conversation(self, label: str) -> dict[str, Any]:
+        """The agent's own files of the session's conversation (`session_id`, `cwd`, `files`)."""
+        return self.request("GET", f"sessions/{label}/conversation")  # type: ignore[no-any-return]
+
+    def push(self, label: str, remote: str = "origin") -> dict[str, Any]:
+        """Push the session's branch to REMOTE of its source repository."""
+        return self.request("POST", f"sessions/{label}/push", {"remote": remote})  # type: ignore[no-any-return]
+
+    def export(self, label: str, dest: Path, progress: Progress | None = None) -> int:
+        """Save the session as one file at DEST (workspace bundle, transcript, the agent's
+        conversation, environment without secret values) for `import_session` on another
+        server; return its size. DEST is only replaced once the whole file is in."""
+        req = urllib.request.Request(self.url(f"sessions/{label}/export"),
+                                     headers=self._headers())  # fmt: skip
+        part = dest.with_name(f".{dest.name}.part")
+        size, _headers = self._save(req, part, progress)
+        os.replace(part, dest)
+        return size
+
+    def import_session(self, path: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Make a stopped session on this server of the file PATH (from `export`); returns it
+        (its label is kept unless taken here)."""
+        size = path.stat().st_size
+        headers = {**self._headers(), "Content-Type": "application/octet-stream",
+                   "Content-Length": str(size)}  # fmt: skip
+        with path.open("rb") as f:
+            body = _Counting(f, progress)
+            req = urllib.request.Request(self.url("sessions/import", name=path.name), data=body,
+                                         method="POST", headers=headers)  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())  # type: ignore[no-any-return]
+            except urllib.error.HTTPError as exc:
+                raise self._error(exc) from None
+            except urllib.error.URLError as exc:
+                raise ClientError(
+                    f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
+                ) from None
+            except OSError as exc:  # refused mid-way (too large), or the connection dropped
+                raise ClientError(f"sending {path.name} to {self.server.url} broke off after "
+                                  f"{body.sent} of {size} bytes: {exc}") from None  # fmt: skip
 
     # -- environments -----------------------------------------------------------------------
 
@@ -272,6 +377,22 @@ class CattyClient:
                 yield json.loads(raw)
         finally:
             conn.close()
+
+
+class _Counting:
+    """A file being sent, counting (and reporting) the bytes read from it."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None) -> None:
+        self.f = f
+        self.progress = progress
+        self.sent = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.f.read(size)
+        self.sent += len(chunk)
+        if self.progress is not None:
+            self.progress(self.sent)
+        return chunk
 
 
 def _environment_path(name: str) -> str:

@@ -26,9 +26,7 @@ from claude_agent_sdk import (
 )
 
 from .base import Agent, AgentContext, AgentEvents
-
-SESSION_FILE = "claude-session.json"
-"""Where, in the session's state dir, the Claude Code session id is kept for resume."""
+from .claude_files import CONFIG_DIR, SESSION_FILE
 
 
 class UnknownMessage:
@@ -76,7 +74,7 @@ class ClaudeAgent(Agent):
 
     def __init__(self, context: AgentContext, events: AgentEvents) -> None:
         super().__init__(context, events)
-        self.config_dir = context.state_dir / "claude"
+        self.config_dir = context.state_dir / CONFIG_DIR
         self.session_id: str | None = None
         self._client: _KeepingClient | None = None
         self._inbox: asyncio.Queue[tuple[str, asyncio.Future[None]] | None] = asyncio.Queue()

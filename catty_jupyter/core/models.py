@@ -111,6 +111,10 @@ class Session:
     """How to reach the runtime: kernel id, connection info, provisioner info."""
     options: dict[str, Any] = field(default_factory=dict)
     """Agent options chosen at creation (model, permission mode, network)."""
+    origin: dict[str, Any] = field(default_factory=dict)
+    """Where the workspace came from, for teleport and push: `kind` (repo, empty, archive,
+    import), the source's `remotes` (name → URL, credentials removed) and `roots` (the root
+    commits of its history)."""
 
     def to_json(self) -> dict[str, Any]:
         """The session as the API shows it (no runtime internals)."""
@@ -131,6 +135,7 @@ class Session:
             "error": self.error,
             "sandboxed": self.sandboxed,
             "options": self.options,
+            "origin": self.origin,
             "disk_used": self.runtime.get("disk_used"),
             "diffstat": self.runtime.get("diffstat"),
         }

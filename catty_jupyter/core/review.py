@@ -38,7 +38,7 @@ MAX_NOTEBOOK_BYTES = 5 << 20
 """Notebooks larger than this get no notebook diff."""
 
 _SHA = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
-_ISOLATED = {
+ISOLATED_GIT_ENV = {
     # Neither the server user's nor the machine's git config: only our scratch repository's.
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": "/dev/null",
@@ -66,7 +66,7 @@ def compute_diff(
     if base is not None and not _SHA.fullmatch(base.encode()):
         raise ReviewError(f"{base!r} is not a commit id")
     with tempfile.TemporaryDirectory(prefix="catty-review-") as tmp:
-        scratch = _Scratch(Path(workspace).absolute(), Path(tmp), base)
+        scratch = ScratchRepo(Path(workspace).absolute(), Path(tmp), base)
         old = scratch.base_tree()
         new = scratch.snapshot(old, {os.fsencode(p) for p in paths} or None)
         files = scratch.changes(old, new, paths)
@@ -84,7 +84,7 @@ def compute_diff(
     }
 
 
-class _Scratch:
+class ScratchRepo:
     """A throwaway bare repository borrowing the workspace's objects, and our work in it."""
 
     def __init__(self, workspace: Path, tmp: Path, base: str | None) -> None:
@@ -94,21 +94,25 @@ class _Scratch:
         if not objects.is_dir():
             raise ReviewError(f"{workspace} holds no git repository (no .git/objects)")
         self.gitdir = tmp / "scratch.git"
-        self.env = {**_ISOLATED, "GIT_DIR": str(self.gitdir), "GIT_INDEX_FILE": str(tmp / "base")}
+        self.env = {
+            **ISOLATED_GIT_ENV,
+            "GIT_DIR": str(self.gitdir),
+            "GIT_INDEX_FILE": str(tmp / "base"),
+        }
         self.new_index = str(tmp / "new")
         self.algorithm = "sha256" if base is not None and len(base) == 64 else "sha1"
         if base is None:
             self.algorithm = _object_format(workspace)
         run_git("init", "--quiet", "--bare", f"--object-format={self.algorithm}",
-                str(self.gitdir), env=_ISOLATED)  # fmt: skip
+                str(self.gitdir), env=ISOLATED_GIT_ENV)  # fmt: skip
         (self.gitdir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
         self.base = base
         self._dirs: dict[bytes, bool] = {b"": True}
 
     def git(self, *args: str | bytes, index: str | None = None, worktree: bool = False,
-            input: bytes | None = None) -> bytes:  # fmt: skip
+            input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:  # fmt: skip
         """Run git in the scratch repository; its stdout, or ReviewError."""
-        env = dict(self.env)
+        env = {**self.env, **(env or {})}
         if index is not None:
             env["GIT_INDEX_FILE"] = index
         if worktree:
@@ -120,6 +124,14 @@ class _Scratch:
             detail = os.fsdecode(proc.stderr).strip()[-500:] or f"exit status {proc.returncode}"
             raise ReviewError(f"git {argv[0]} failed: {detail}")
         return proc.stdout
+
+    def has_commit(self, sha: str) -> bool:
+        """True when commit SHA is here (through the workspace's objects)."""
+        try:
+            self.git("cat-file", "-e", f"{sha}^{{commit}}")
+        except ReviewError:
+            return False
+        return True
 
     def base_tree(self) -> str:
         """The base commit's tree (the empty tree without a base)."""
@@ -401,7 +413,7 @@ def _quoted(name: bytes) -> bytes:
 
 
 def _object_format(workspace: Path) -> str:
-    proc = run_git("rev-parse", "--show-object-format", env={**_ISOLATED,
+    proc = run_git("rev-parse", "--show-object-format", env={**ISOLATED_GIT_ENV,
                    "GIT_DIR": str(workspace / ".git")}, check=False)  # fmt: skip
     answer = os.fsdecode(proc.stdout).strip()
     return answer if proc.returncode == 0 and answer in ("sha1", "sha256") else "sha1"

@@ -14,7 +14,7 @@ from typing import Any
 from .comments import Comment
 from .models import Activity, Event, Session, SessionState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE sessions (
@@ -74,13 +74,17 @@ CREATE TABLE comments (
 CREATE INDEX comments_queued ON comments (session_id, sent);
 """
 
-_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
+_V4 = """
+ALTER TABLE sessions ADD COLUMN origin TEXT NOT NULL DEFAULT '{}';
+"""
+
+_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 """The script that brings a database from the version before to each version."""
 
 _SESSION_COLUMNS = (
     "id", "label", "owner", "agent", "environment", "state", "activity", "created",
     "last_activity", "workspace", "branch", "base_commit", "source", "archived", "error",
-    "sandboxed", "runtime", "options",
+    "sandboxed", "runtime", "options", "origin",
 )  # fmt: skip
 
 
@@ -337,6 +341,7 @@ class Store:
             s.id, s.label, s.owner, s.agent, s.environment, s.state.value, s.activity.value,
             s.created, s.last_activity, s.workspace, s.branch, s.base_commit, s.source,
             int(s.archived), s.error, int(s.sandboxed), json.dumps(s.runtime), json.dumps(s.options),
+            json.dumps(s.origin),
         )  # fmt: skip
 
     @staticmethod
@@ -349,5 +354,5 @@ class Store:
             last_activity=d["last_activity"], workspace=d["workspace"], branch=d["branch"],
             base_commit=d["base_commit"], source=d["source"], archived=bool(d["archived"]),
             error=d["error"], sandboxed=bool(d["sandboxed"]), runtime=json.loads(d["runtime"]),
-            options=json.loads(d["options"]),
+            options=json.loads(d["options"]), origin=json.loads(d["origin"]),
         )  # fmt: skip

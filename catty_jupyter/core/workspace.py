@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from catty_jupyter.core import unpack
 from catty_jupyter.core.gitcmd import GitError, git, run_git
 
 _CAP_SETTING = "CattyExtension.max_workspace_bytes"
@@ -86,6 +87,43 @@ def create_empty(dest: Path, label: str) -> Workspace:
         root = _empty_root_commit(dest)
         _check_out(dest, branch, root)
         return Workspace(dest, branch, root, None, None, None)
+
+
+def create_from_archive(
+    archive: Path, dest: Path, label: str, *, name: str, max_bytes: int = 1 << 30
+) -> Workspace:
+    """Unpack the uploaded ARCHIVE (called NAME) into `dest`, all of it one commit on
+    `catty/<label>`; `.git` directories in it are left out (see `git_metadata`)."""
+    branch = _branch_name(label)
+    dest = _checked_dest(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _removed_on_failure(dest, f"unpack {name}"):
+        try:
+            unpack.extract(archive, dest, max_bytes=max_bytes, skip=git_metadata)
+        except unpack.ArchiveError as exc:
+            raise WorkspaceError(str(exc), exc.reason) from None
+        git("init", "--quiet", f"--initial-branch={branch}", str(dest))
+        # Ignored files too: the base is exactly what was uploaded, so the diff is the agent's.
+        git("add", "--all", "--force", cwd=dest)
+        tree = git("write-tree", cwd=dest)
+        commit = git(
+            "commit-tree", "--no-gpg-sign", "-m", f"catty: uploaded archive {name}", tree,
+            cwd=dest, env=_IDENTITY_ENV, config=_IDENTITY_CONFIG,
+        )  # fmt: skip
+        _check_out(dest, branch, commit)
+        return Workspace(dest, branch, commit, f"the uploaded archive {name}", None, None)
+
+
+def git_metadata(parts: tuple[str, ...]) -> bool:
+    """True for archive members inside a `.git` (and macOS Finder's `__MACOSX/`).
+
+    An uploaded repository's config and hooks could make git run commands on the server, and a
+    `.git` file could point git at another repository; git itself refuses such paths (any case,
+    NTFS spellings), so they would fail the commit anyway.
+    """
+    return unpack.macos_metadata(parts) or any(
+        p.lower().rstrip(". ") in (".git", "git~1") for p in parts
+    )
 
 
 def _copy(top: Path, dest: Path, branch: str) -> Workspace:
@@ -281,6 +319,30 @@ def _optional(top: Path, *args: str) -> str | None:
     if proc.returncode != 0:
         return None
     return os.fsdecode(proc.stdout).removesuffix("\n") or None
+
+
+def describe_origin(source: Path) -> dict[str, object]:
+    """What teleport and push need to know of a source repository: its remotes (name → URL,
+    with any user name or password taken out) and the root commits of its history."""
+    top = _repo_top(Path(source))
+    remotes: dict[str, str] = {}
+    listed = _optional(top, "config", "--get-regexp", r"^remote\..*\.url$") or ""
+    for line in listed.splitlines():
+        key, _, url = line.partition(" ")
+        remotes[key.removeprefix("remote.").removesuffix(".url")] = without_credentials(url)
+    head = _optional(top, "rev-parse", "--quiet", "--verify", "HEAD^{commit}")
+    roots = (_optional(top, "rev-list", "--max-parents=0", head) or "").split() if head else []
+    return {"kind": "repo", "remotes": remotes, "roots": roots}
+
+
+def without_credentials(url: str) -> str:
+    """URL without a user name or password (`https://user:token@host/x` → `https://host/x`);
+    scp-like `git@host:path` addresses keep their user, which is no secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _human(size: int) -> str:

@@ -30,6 +30,8 @@ USAGE = """\
 %catty stop LABEL                 stop a session (its workspace and transcript stay)
 %catty resume LABEL               resume a stopped session
 %catty download LABEL [-o FILE]   save its workspace as a .tar.gz
+%catty teleport LABEL [--stash]   check its branch out in this repository, with its transcript
+                                  (and, for claude, the conversation for `claude --resume`)
 %catty env [NAME]                 list environments, or edit (or create) NAME
 %%catty setup ENV                 the cell's body becomes ENV's setup script
 %%catty new [OPTIONS] / %%catty send LABEL
@@ -69,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", add_help=False)
     p.add_argument("label")
     p.add_argument("-o", "--output")
+    p = sub.add_parser("teleport", add_help=False)
+    p.add_argument("label")
+    p.add_argument("--stash", action="store_true")
     sub.add_parser("env", add_help=False).add_argument("name", nargs="?")
     sub.add_parser("setup", add_help=False).add_argument("name")
     p = sub.add_parser("connect", add_help=False)
@@ -213,6 +218,12 @@ class CattyMagics(Magics):
         dest = Path(a.output or f"{a.label}.tar.gz")
         size = self.client().download(a.label, dest)
         print(f"saved {dest} ({size} bytes)")
+
+    def _teleport(self, a: argparse.Namespace, _cell: str | None) -> Any:
+        from .teleportview import TeleportPanel
+
+        checkout = Path(source_repo(Path.cwd()) or Path.cwd())
+        return TeleportPanel(self.client(), a.label, checkout).run(stash=a.stash)
 
     def _env(self, a: argparse.Namespace, _cell: str | None) -> Any:
         if a.name:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,12 +157,13 @@ def build_command(spec: SandboxSpec, argv: list[str], bwrap: str | None = None) 
 
 def review_command(
     workspace: Path, hidden: list[Path], readable: list[Path], argv: list[str],
-    bwrap: str | None = None,
+    bwrap: str | None = None, writable: Sequence[Path] = (),
 ) -> list[str]:  # fmt: skip
-    """The bwrap argv that runs ARGV (the diff of a session) with WORKSPACE shown read-only.
+    """The bwrap argv that runs ARGV (the diff of a session, or its hand-over bundle) with
+    WORKSPACE shown read-only, unless it is among WRITABLE.
 
-    No network, nothing on the host writable, HIDDEN covered (READABLE shown again inside
-    them): what the agent wrote in its workspace can run nothing that reaches the host.
+    No network, nothing on the host writable but WRITABLE, HIDDEN covered (READABLE shown again
+    inside them): what the agent wrote in its workspace can run nothing that reaches the host.
     """
     # --as-pid-1: the diff itself is the namespace's init, so no reaper process of bwrap's own
     # can be left behind, orphaned, when the server goes away in the middle of a run.
@@ -175,8 +177,11 @@ def review_command(
     for path in _outermost(readable):
         if any(_is_within(path, h) for h in replaced):
             cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--ro-bind", str(workspace), str(workspace), "--unsetenv", "JPY_PARENT_PID",
-            "--chdir", str(workspace), "--"]  # fmt: skip
+    if workspace not in writable:
+        cmd += ["--ro-bind", str(workspace), str(workspace)]
+    for path in writable:
+        cmd += ["--bind", str(path), str(path)]
+    cmd += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(workspace), "--"]
     return cmd + list(argv)
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from ..core.environments import BadEnvironment, Environment
-from . import handlers, mirror, spec
+from . import handlers, mirror, portable_handlers, spec, upload_handlers
 from .environments import EnvironmentRegistry
 from .manager import SessionManager
+from .uploads import Uploads
 
 DEMO_ENVIRONMENT = "demo"
 
@@ -61,7 +63,9 @@ class CattyExtension(ExtensionApp):
     ).tag(config=True)
 
     max_workspace_bytes = Int(
-        1 << 30, help="The largest source repository a session may copy, in bytes."
+        1 << 30,
+        help="The largest source repository a session may copy, or what an uploaded archive "
+        "may unpack to, in bytes.",
     ).tag(config=True)
 
     max_message_bytes = Int(
@@ -70,6 +74,12 @@ class CattyExtension(ExtensionApp):
 
     max_download_bytes = Int(
         1 << 30, help="The largest workspace (or directory in it) a client may download, in bytes."
+    ).tag(config=True)
+
+    max_upload_bytes = Int(
+        256 << 20,
+        help="The largest archive a client may upload to start a session from, in bytes (what "
+        "it unpacks to is capped by max_workspace_bytes). An upload unused for an hour is removed.",
     ).tag(config=True)
 
     cull_idle_timeout = Float(
@@ -153,6 +163,9 @@ class CattyExtension(ExtensionApp):
         )
         self.manager.prepare_environment = self._prepare_environment
         self.settings["catty_manager"] = self.manager
+        self.uploads = Uploads(Path(self.data_dir) / "uploads", max_bytes=self.max_upload_bytes)
+        self.settings["catty_uploads"] = self.uploads
+        self._prune_uploads = PeriodicCallback(self.uploads.prune, 300_000)
         # JupyterHub's idle culler reads the newest `*_last_activity` setting: a busy agent keeps
         # the user's server alive.
         self.manager.on_activity = self._record_activity
@@ -210,18 +223,23 @@ class CattyExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Start the demo model, then re-attach sessions a previous server left running."""
         _hand_address_to_kernels(serverapp)
+        self.uploads.prune()
+        self._prune_uploads.start()
         if self.demo_server is not None:
             await self._prepare_environment(self.manager.environment(DEMO_ENVIRONMENT))
         await self.manager.start()
 
     def initialize_handlers(self) -> None:
         """Register the REST and WebSocket routes under {base_url}catty/v1/."""
+        self.handlers.extend(portable_handlers.handlers)  # before sessions/{key}
         self.handlers.extend(handlers.default_handlers)
+        self.handlers.extend(upload_handlers.handlers)
         self.handlers.extend(mirror.handlers)
         self.handlers.extend(spec.handlers)
 
     async def stop_extension(self) -> None:
         """Stop every runtime and the demo model."""
+        self._prune_uploads.stop()
         await self.manager.shutdown()
         if self.demo_server is not None and self._demo_started:
             await self.demo_server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 from typing import Any
 
@@ -162,17 +164,23 @@ class SessionsHandler(CattyHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        """Create a session: workspace from `repo` (or empty), then the agent gets `prompt`."""
+        """Create a session: workspace from `repo`, an uploaded `archive` (or empty), then the
+        agent gets `prompt`."""
         body = self.body()
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise CattyError("options must be an object", reason="bad_options")
-        session = await self.manager.create(
-            owner=self.owner, prompt=_string(body, "prompt"),
-            environment=_string(body, "environment") or "default",
-            agent=_string(body, "agent"), repo=_string(body, "repo"),
-            options=options, client=self.client_id(body),
-        )  # fmt: skip
+        repo, archive = _string(body, "repo"), _string(body, "archive")
+        if repo and archive:
+            raise CattyError("give repo or archive, not both", reason="bad_source")
+        uploads = self.settings["catty_uploads"]
+        with uploads.claim(archive) if archive else contextlib.nullcontext() as upload:
+            session = await self.manager.create(
+                owner=self.owner, prompt=_string(body, "prompt"),
+                environment=_string(body, "environment") or "default",
+                agent=_string(body, "agent"), repo=repo, archive=upload,
+                options=options, client=self.client_id(body),
+            )  # fmt: skip
         self.reply(session.to_json(), status=201)
 
 
@@ -384,6 +392,79 @@ class CommentHandler(CattyHandler):
         self.finish()
 
 
+class TeleportHandler(CattyHandler):
+    """What a local checkout needs to know before it takes a session's branch."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """Branch, base commit, origin (remotes, root commits) and the agent's conversation."""
+        self.reply(self.manager.handoff.teleport_info(self.session(key)))
+
+
+class BundleHandler(CattyHandler):
+    """The session's branch as a git bundle."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str) -> None:
+        """`{"have": [commits], "record": true}`: the agent's uncommitted work is committed onto
+        the branch first (unless `record` is false: then only the bundle holds that commit)."""
+        session = self.session(key)
+        body = self.body()
+        record = body.get("record", True)
+        if not isinstance(record, bool):
+            raise CattyError("record must be true or false", reason="bad_record")
+        bundle = await self.manager.handoff.bundle(session, body.get("have") or [], record=record)
+        try:
+            info = bundle.info
+            self.set_header("Content-Type", "application/x-git-bundle")
+            self.set_header("Content-Disposition",
+                            f'attachment; filename="{session.label}.bundle"')  # fmt: skip
+            self.set_header("X-Catty-Branch", str(info["branch"]))
+            self.set_header("X-Catty-Commit", str(info["commit"]))
+            self.set_header("X-Catty-Uncommitted", "1" if info.get("uncommitted") else "0")
+            with bundle.path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    self.write(chunk)
+                    await self.flush()
+            self.finish()
+        finally:
+            bundle.discard()
+
+
+class ConversationHandler(CattyHandler):
+    """The agent's own files of the session's conversation (for `claude --resume` elsewhere)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, key: str) -> None:
+        """`{"agent", "session_id", "cwd", "files": [{"path", "text" | "base64"}]}`."""
+        session = self.session(key)
+        sid, cwd, files = self.manager.handoff.conversation(session)
+        self.reply({"agent": session.agent, "session_id": sid, "cwd": cwd,
+                    "files": [_file_json(f.path, f.data) for f in files]})  # fmt: skip
+
+
+class PushHandler(CattyHandler):
+    """Push the session's branch to a remote of its source repository."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, key: str) -> None:
+        """`{"remote": "origin"}`."""
+        session = self.session(key)
+        remote = _string(self.body(), "remote") or "origin"
+        self.reply(await self.manager.handoff.push(session, remote))
+
+
+def _file_json(path: str, data: bytes) -> dict[str, str]:
+    try:
+        return {"path": path, "text": data.decode()}
+    except UnicodeDecodeError:
+        return {"path": path, "base64": base64.b64encode(data).decode()}
+
+
 class EnvironmentsHandler(CattyHandler):
     """List and create the environments sessions start in."""
 
@@ -458,6 +539,10 @@ default_handlers = [
     (rf"/catty/v1/sessions/{_KEY}/diff", DiffHandler),
     (rf"/catty/v1/sessions/{_KEY}/comments", CommentsHandler),
     (rf"/catty/v1/sessions/{_KEY}/comments/(?P<comment_id>[A-Za-z0-9_-]+)", CommentHandler),
+    (rf"/catty/v1/sessions/{_KEY}/teleport", TeleportHandler),
+    (rf"/catty/v1/sessions/{_KEY}/bundle", BundleHandler),
+    (rf"/catty/v1/sessions/{_KEY}/conversation", ConversationHandler),
+    (rf"/catty/v1/sessions/{_KEY}/push", PushHandler),
     (r"/catty/v1/environments", EnvironmentsHandler),
     (r"/catty/v1/environments/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)", EnvironmentHandler),
 ]

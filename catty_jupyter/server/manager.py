@@ -36,9 +36,12 @@ from ..sandbox.layers import prepare_dirs, system_layers
 from ..sandbox.provisioner import runtime_alive
 from .environments import EnvironmentRegistry
 from .focus import FocusKeeper
+from .handoff import SessionHandoff
+from .portable import SessionPorter
 from .review import SessionReview
 from .runtime import RuntimeHandle, inherited_env
 from .sandboxing import Preparation, SessionSandboxes, SetupFailed
+from .uploads import Upload
 
 UNSANDBOXED_WARNING = (
     "This session is NOT sandboxed: the administrator configured the runtime kernel {kernel!r}, "
@@ -100,6 +103,13 @@ class SessionManager(LoggingConfigurable):
             self.store, lambda s: self.session_dir(s) / "workspace", self._hidden_paths, self.log
         )
         """Diffs, diffstats and queued line comments."""
+        self.handoff = SessionHandoff(
+            self.review, self.session_dir,
+            lambda s, message, extra: self._record(s, "system", {"message": message, **extra}),
+        )  # fmt: skip
+        """Bundles of session branches, conversations, pushes (teleport, sync, export)."""
+        self.portable = SessionPorter(self)
+        """Exports of sessions to files, and imports of such files."""
         self._started: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self.on_activity: Callable[[], None] | None = None
@@ -165,9 +175,10 @@ class SessionManager(LoggingConfigurable):
     async def create(
         self, *, owner: str, prompt: str | None, environment: str = "default",
         agent: str | None = None, repo: str | None = None, options: dict[str, Any] | None = None,
-        client: str | None = None,
+        client: str | None = None, archive: Upload | None = None,
     ) -> Session:  # fmt: skip
-        """Make a session: check everything, copy the workspace, then launch its runtime."""
+        """Make a session: check everything, copy the workspace (from REPO, an uploaded ARCHIVE,
+        or empty), then launch its runtime."""
         env = self.environment(environment)
         agent_name = agent or env.agent
         if agent_name not in available_agents():
@@ -185,9 +196,13 @@ class SessionManager(LoggingConfigurable):
         )  # fmt: skip
         root = self.session_dir(session)
         try:
-            ws = await asyncio.to_thread(self._make_workspace, session, root, repo)
+            ws = await asyncio.to_thread(self._make_workspace, session, root, repo, archive)
             session.workspace, session.branch = str(ws.path), ws.branch
             session.base_commit, session.source = ws.base_commit, ws.source
+            session.origin = await asyncio.to_thread(_origin_of, repo, archive is not None)
+            # Where the session's own work begins: the user's uncommitted work, when there was
+            # some, is already in the snapshot commit above the base (sync-back compares there).
+            session.origin["start_commit"] = ws.snapshot_commit or ws.base_commit
             for sub in ("home", "state"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             self.store.add_session(session)
@@ -246,16 +261,27 @@ class SessionManager(LoggingConfigurable):
                 raise Unavailable(str(exc), reason="no_sandbox") from None
         return sandboxed
 
-    def _make_workspace(self, session: Session, root: Path, repo: str | None) -> Any:
+    def _make_workspace(
+        self, session: Session, root: Path, repo: str | None, archive: Upload | None = None
+    ) -> Any:
         dest = root / "workspace"
-        if repo is None:
+        if repo is None and archive is None:
             return workspaces.create_empty(dest, session.label)
         try:
+            if archive is not None:
+                try:
+                    return workspaces.create_from_archive(
+                        archive.path, dest, session.label, name=archive.name,
+                        max_bytes=self.max_workspace_bytes,
+                    )  # fmt: skip
+                finally:
+                    archive.discard()  # an upload makes one session, or is refused for good
+            assert repo is not None
             return workspaces.create_from_repo(
                 Path(repo).expanduser(), dest, session.label, max_bytes=self.max_workspace_bytes
             )
         except workspaces.WorkspaceError as exc:
-            status = 413 if exc.reason == "too_large" else 400
+            status = 413 if exc.reason in ("too_large", "too_many_files") else 400
             raise CattyError(str(exc), reason=exc.reason, status=status) from None
 
     # -- runtime ------------------------------------------------------------------------------
@@ -299,7 +325,9 @@ class SessionManager(LoggingConfigurable):
             session.id, env, runtime_dir, self._blocked(session.id)
         )
         prep.sandbox_env = {"CATTY_SESSION_LABEL": session.label, **proxy_env}
-        if self.sandboxed_kernel and env.setup_script and not resume:
+        # An imported session has no snapshot here yet: its first launch sets it up.
+        setup = not resume or bool(session.runtime.get("setup_pending"))
+        if self.sandboxed_kernel and env.setup_script and setup:
 
             async def record(kind: str, payload: dict[str, Any]) -> None:
                 self._write(self.get(session.id), kind, payload)
@@ -309,7 +337,7 @@ class SessionManager(LoggingConfigurable):
                 runtime_dir=runtime_dir, forwards=prep.forwards, proxy_env=proxy_env,
                 process_env={**inherited_env(), **env.env}, record=record,
             )  # fmt: skip
-        elif env.setup_script and not resume:
+        elif env.setup_script and setup:
             # Unconfined, a setup script would change the host itself: it is not run.
             self._write(self.get(session.id), "system", {"message": (
                 f"the setup script of environment {env.name!r} was not run: this server runs "
@@ -884,6 +912,15 @@ class SessionManager(LoggingConfigurable):
         await self.review.close()
         await self.sandboxes.close()
         self.store.close()
+
+
+def _origin_of(repo: str | None, archive: bool = False) -> dict[str, Any]:
+    """What the session remembers of its source (for teleport and push)."""
+    if archive:
+        return {"kind": "archive", "remotes": {}, "roots": []}
+    if repo is None:
+        return {"kind": "empty", "remotes": {}, "roots": []}
+    return workspaces.describe_origin(Path(repo).expanduser())
 
 
 def _limit(session: Session, resource: str) -> int | None:

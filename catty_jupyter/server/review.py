@@ -53,39 +53,53 @@ class SessionReview:
         The work happens in `python -m catty_jupyter.core.review`, inside a read-only sandbox
         for sandboxed sessions: the agent wrote every byte it reads.
         """
-        workspace = self.workspace_of(session)
-        if not (workspace / ".git").exists():
-            raise Conflict(f"session {session.label} has no workspace repository to diff",
-                           reason="no_workspace")  # fmt: skip
-        argv = [sys.executable, "-I", "-m", "catty_jupyter.core.review", str(workspace),
-                session.base_commit or "-", *(["--stat"] if stat_only else []),
+        args = [session.base_commit or "-", *(["--stat"] if stat_only else []),
                 *(f"--path={p}" for p in paths)]  # fmt: skip
-        env = {**inherited_env(), "PYTHONDONTWRITEBYTECODE": "1"}
-        if session.sandboxed:
-            try:
-                argv = review_command(workspace, self.hidden(), python_paths(), argv)
-            except SandboxUnavailable as exc:
-                # Never run git on what a confined agent wrote without the sandbox.
-                raise Unavailable(f"the diff of a sandboxed session needs bubblewrap: {exc}",
-                                  reason="no_sandbox") from None  # fmt: skip
-            env["TMPDIR"] = "/tmp"
-        async with self._slots:
-            out, err, code = await self._run(argv, env, workspace)
-        if code != 0:
-            detail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {code}"]
-            raise CattyError(f"could not compute the diff of {session.label}: {detail[0]}",
-                             reason="diff_failed", status=500)  # fmt: skip
-        try:
-            result = json.loads(out)
-        except ValueError:
-            result = None
-        if not isinstance(result, dict) or not isinstance(result.get("files"), list):
+        result = await self.run_tool(session, "review", args, what="diff")
+        if not isinstance(result.get("files"), list):
             raise CattyError(f"the diff of {session.label} came back unreadable",
                              reason="diff_failed", status=500)  # fmt: skip
         return result
 
+    async def run_tool(
+        self, session: Session, module: str, args: list[str], *, what: str,
+        writable: tuple[Path, ...] = (),
+    ) -> dict[str, Any]:  # fmt: skip
+        """Run `python -m catty_jupyter.core.MODULE WORKSPACE ARGS…` on the session's workspace
+        (in a sandbox for sandboxed sessions, where only WRITABLE can be written) and return
+        the JSON object it prints. WHAT names the work in errors (`diff`, `bundle`)."""
+        workspace = self.workspace_of(session)
+        if not (workspace / ".git").exists():
+            raise Conflict(f"session {session.label} has no workspace repository ({what})",
+                           reason="no_workspace")  # fmt: skip
+        argv = [sys.executable, "-I", "-m", f"catty_jupyter.core.{module}", str(workspace), *args]
+        env = {**inherited_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+        if session.sandboxed:
+            try:
+                argv = review_command(workspace, self.hidden(), python_paths(), argv,
+                                      writable=writable)  # fmt: skip
+            except SandboxUnavailable as exc:
+                # Never run git on what a confined agent wrote without the sandbox.
+                raise Unavailable(f"the {what} of a sandboxed session needs bubblewrap: {exc}",
+                                  reason="no_sandbox") from None  # fmt: skip
+            env["TMPDIR"] = "/tmp"
+        async with self._slots:
+            out, err, code = await self._run(argv, env, workspace, what)
+        if code != 0:
+            detail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {code}"]
+            raise CattyError(f"could not make the {what} of {session.label}: {detail[0]}",
+                             reason=f"{what}_failed", status=500)  # fmt: skip
+        try:
+            result = json.loads(out)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise CattyError(f"the {what} of {session.label} came back unreadable",
+                             reason=f"{what}_failed", status=500)  # fmt: skip
+        return result
+
     async def _run(
-        self, argv: list[str], env: dict[str, str], cwd: Path
+        self, argv: list[str], env: dict[str, str], cwd: Path, what: str
     ) -> tuple[bytes, bytes, int]:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -93,14 +107,14 @@ class SessionReview:
             start_new_session=True, limit=1 << 20,
         )  # fmt: skip
         try:
-            out, err = await asyncio.wait_for(_communicate(proc), self.timeout)
+            out, err = await asyncio.wait_for(_communicate(proc, what), self.timeout)
         except BaseException as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             if isinstance(exc, TimeoutError):
-                raise CattyError(f"the diff took over {self.timeout:.0f} s and was abandoned; "
-                                 "the workspace may be very large", reason="diff_timeout",
+                raise CattyError(f"the {what} took over {self.timeout:.0f} s and was abandoned; "
+                                 "the workspace may be very large", reason=f"{what}_timeout",
                                  status=500) from None  # fmt: skip
             raise
         return out, err, proc.returncode or 0
@@ -227,7 +241,7 @@ async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     return kept
 
 
-async def _communicate(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+async def _communicate(proc: asyncio.subprocess.Process, what: str) -> tuple[bytes, bytes]:
     """PROC's stdout and stderr, refusing more than MAX_OUTPUT_BYTES."""
     assert proc.stdout is not None and proc.stderr is not None
     err_task = asyncio.ensure_future(_tail(proc.stderr, 1 << 16))
@@ -236,7 +250,8 @@ async def _communicate(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
         size += len(chunk)
         if size > MAX_OUTPUT_BYTES:
             err_task.cancel()
-            raise CattyError("the diff is too large to show", reason="diff_too_large", status=500)
+            raise CattyError(f"the {what} is too large to show", reason=f"{what}_too_large",
+                             status=500)  # fmt: skip
         chunks.append(chunk)
     err = await err_task
     await proc.wait()

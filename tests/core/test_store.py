@@ -32,7 +32,7 @@ def test_a_v1_database_migrates_and_keeps_its_sessions(tmp_path: Path) -> None:
     path = tmp_path / "catty.db"
     _v1_database(path)
     store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     session = store.get_session("old-cat-0001")
     assert session is not None and session.agent == "shell"
     assert [e.payload for e in store.events(session.id, kinds=("user",))] == [{"text": "hi"}]
@@ -81,9 +81,13 @@ def test_a_v2_database_migrates_and_queues_comments(tmp_path: Path) -> None:
     db.executescript(_V2 + "PRAGMA user_version=2;")
     db.close()
     store = Store(path)
-    assert store.schema_version == 3
+    assert store.schema_version == 4
     session = store.get_session("old-cat-0001")
     assert session is not None
+    assert session.origin == {}  # v4: sessions made before it know nothing of their origin
+    session.origin = {"kind": "repo", "remotes": {"origin": "https://example.com/r.git"}}
+    store.save_session(session)
+    assert store.get_session(session.id).origin["remotes"]["origin"].endswith("r.git")
     first = Comment(path="a.py", line=3, text="why?", line_text="x = 1", client="phone", created=1)
     second = Comment(path="b.py", line=1, side="old", text="keep", created=2)
     store.add_comment(session.id, second)

@@ -16,10 +16,11 @@ SAMPLE = {"key": "brave-tiger-0001", "label": "brave-tiger-0001", "request_id": 
 
 def _all_routes() -> list[tuple[str, str]]:
     """Every (method, path) the extension serves, read from its route tables."""
-    from catty_jupyter.server import handlers, mirror, spec
+    from catty_jupyter.server import handlers, mirror, spec, upload_handlers
 
     routes = []
-    for pattern, handler, *_ in [*handlers.default_handlers, *spec.handlers, *mirror.handlers]:
+    for pattern, handler, *_ in [*handlers.default_handlers, *spec.handlers, *mirror.handlers,
+                                 *upload_handlers.handlers]:  # fmt: skip
         if issubclass(handler, StreamHandler):
             continue  # the WebSocket has its own test below
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: SAMPLE[m.group(1)], pattern)

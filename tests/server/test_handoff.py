@@ -106,3 +106,38 @@ async def test_push_without_a_remote_says_what_to_do(
     await session_until(s["label"], lambda e: results(e) >= 1, what="the command")
     code, err = await api("POST", f"sessions/{s['label']}/push", {})
     assert code == 409 and err["reason"] == "no_remote" and "git remote add" in err["message"]
+
+
+async def test_the_bundle_is_made_in_the_sandbox_writing_only_the_workspace(
+    api: Any, make_repo: Any, session_until: Any, jp_serverapp: Any, jp_fetch: Any,
+    monkeypatch: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    from catty_jupyter.sandbox.bwrap import SandboxUnavailable
+    from catty_jupyter.server import review as review_module
+
+    label = await changed_session(api, make_repo, session_until)
+    calls: list[dict[str, Any]] = []
+    real = review_module.review_command
+
+    def recording(ws: Path, hidden: list[Path], *args: Any, **kwargs: Any) -> list[str]:
+        calls.append({"workspace": ws, "hidden": hidden, "writable": kwargs.get("writable")})
+        return real(ws, hidden, *args, **kwargs)
+
+    monkeypatch.setattr(review_module, "review_command", recording)
+    resp = await bundle_of(jp_fetch, label, {"record": False}, tmp_path / "a.bundle")
+    assert resp.code == 200
+    manager = jp_serverapp.web_app.settings["catty_manager"]
+    (made,) = [c for c in calls if c["writable"]]
+    assert manager.data_dir in made["hidden"]
+    assert workspace(jp_serverapp, label) not in made["writable"]  # record=false writes nothing
+    calls.clear()
+    resp = await bundle_of(jp_fetch, label, {}, tmp_path / "b.bundle")
+    (made,) = [c for c in calls if c["writable"]]
+    assert workspace(jp_serverapp, label) in made["writable"] and len(made["writable"]) == 2
+
+    def missing(*args: Any, **kwargs: Any) -> list[str]:
+        raise SandboxUnavailable("bubblewrap is not installed")
+
+    monkeypatch.setattr(review_module, "review_command", missing)
+    resp = await bundle_of(jp_fetch, label, {}, tmp_path / "c.bundle")
+    assert resp.code == 503 and json.loads(resp.body)["reason"] == "no_sandbox"

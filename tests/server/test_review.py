@@ -89,9 +89,10 @@ async def test_the_diff_runs_in_the_review_sandbox(
     calls: list[tuple[Path, list[Path]]] = []
     real = review_module.review_command
 
-    def recording(workspace: Path, hidden: list[Path], *args: Any) -> list[str]:
+    def recording(workspace: Path, hidden: list[Path], *args: Any, **kwargs: Any) -> list[str]:
         calls.append((workspace, hidden))
-        return real(workspace, hidden, *args)
+        assert not kwargs.get("writable")  # a diff writes nothing
+        return real(workspace, hidden, *args, **kwargs)
 
     monkeypatch.setattr(review_module, "review_command", recording)
     code, diff = await api("GET", f"sessions/{label}/diff")
@@ -101,7 +102,7 @@ async def test_the_diff_runs_in_the_review_sandbox(
     assert calls and {c[0] for c in calls} == {workspace(jp_serverapp, label)}
     assert all(manager.data_dir in hidden for _ws, hidden in calls)  # other sessions stay hidden
 
-    def missing(*args: Any) -> list[str]:
+    def missing(*args: Any, **kwargs: Any) -> list[str]:
         raise SandboxUnavailable("bubblewrap is not installed")
 
     monkeypatch.setattr(review_module, "review_command", missing)

@@ -335,6 +335,18 @@ def cmd_teleport(c: CattyClient, a: argparse.Namespace) -> None:
         print(f"its transcript: jupyter catty log {result.label}")
 
 
+def cmd_push(c: CattyClient, a: argparse.Namespace) -> None:
+    """Push a session's branch to a remote of its source repository."""
+    print(f"pushing {a.label}'s branch to {a.remote} (its uncommitted work committed first)…",
+          file=sys.stderr, flush=True)  # fmt: skip
+    pushed = c.push(a.label, a.remote)
+    if a.json:
+        print(json.dumps(pushed))
+        return
+    print(f"pushed {pushed['branch']} at {pushed['commit'][:12]} to {pushed['remote']} "
+          f"({pushed['url']})")  # fmt: skip
+
+
 def cmd_attach(c: CattyClient, a: argparse.Namespace) -> None:
     """Watch a session live; lines typed here are sent while this terminal holds focus."""
     from .attach import attach
@@ -470,6 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="the checkout to teleport into (default: here)")
     p.add_argument("--json", action="store_true", help="print what was done as JSON")
     p.set_defaults(func=cmd_teleport)
+
+    p = sub.add_parser(
+        "push",
+        help="push a session's branch to a remote of its source repository",
+        description="Push catty/LABEL (the agent's uncommitted work committed onto it first, in "
+        "a commit that says so) to a remote of the repository the session was made from, as "
+        "the Jupyter server's user. Never forced: a remote branch that moved on is refused. "
+        "Your checkout is not touched.",
+    )
+    p.add_argument("label")
+    p.add_argument("--remote", default="origin", help="the remote's name (default: origin)")
+    p.add_argument("--json", action="store_true", help="print what was pushed as JSON")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser(
         "export",

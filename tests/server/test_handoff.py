@@ -8,6 +8,9 @@ from typing import Any
 
 from tests.conftest import fetch_args, git, results
 from tests.server.test_review import CHANGE, changed_session, workspace
+from tests.test_cli import catty
+
+__all__ = ["catty"]  # the CLI fixture, used here too
 
 
 async def bundle_of(jp_fetch: Any, label: str, body: dict[str, Any], dest: Path) -> Any:
@@ -141,3 +144,21 @@ async def test_the_bundle_is_made_in_the_sandbox_writing_only_the_workspace(
     monkeypatch.setattr(review_module, "review_command", missing)
     resp = await bundle_of(jp_fetch, label, {}, tmp_path / "c.bundle")
     assert resp.code == 503 and json.loads(resp.body)["reason"] == "no_sandbox"
+
+
+async def test_jupyter_catty_push(catty: Any, make_repo: Any, api: Any, session_until: Any,
+                                  tmp_path: Path) -> None:  # fmt: skip
+    repo = make_repo()
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "upstream", str(remote))
+    code, s = await api("POST", "sessions", {"agent": "shell", "repo": str(repo),
+                                             "prompt": CHANGE, "client": "desk"})  # fmt: skip
+    label = s["label"]
+    await session_until(label, lambda e: results(e) >= 1, what="the change")
+    code, out, err = await catty("push", label)
+    assert code != 0 and "no remote 'origin'" in err and "upstream" in err
+    code, out, err = await catty("push", label, "--remote", "upstream")
+    assert code == 0, err
+    assert f"pushed catty/{label} at" in out and str(remote) in out
+    assert "new.txt" in git(remote, "ls-tree", "--name-only", f"catty/{label}").split()

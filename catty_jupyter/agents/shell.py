@@ -123,8 +123,13 @@ def _prompt_command(nonce: str) -> str:
 
 
 def _take_terminal() -> None:
-    """Make the pty on stdin the controlling terminal of the new session (runs in the child)."""
+    """Make the pty on stdin the controlling terminal of the new session, with the interrupt
+    signals back at their defaults (runs in the child)."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # A server started in the background (`&`, nohup) ignores SIGINT and SIGQUIT, and ignored
+    # signals stay ignored across exec: bash and every command would then shrug off interrupts.
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _configure_tty(fd: int) -> None:

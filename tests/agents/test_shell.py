@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -275,3 +276,39 @@ async def test_stop_ends_every_process_of_the_session(
     await agent.stop()
     with pytest.raises(RuntimeError, match="stopped"):
         await agent.send("echo hello")
+
+
+def test_interrupts_work_when_the_server_ignores_sigint(tmp_path: Path) -> None:
+    """A server started in the background (`cmd &`, nohup) inherits SIGINT ignored; the shell
+    it starts must still be interruptible."""
+    code = (
+        "import asyncio, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from tests.agents.test_shell import interrupt_once\n"
+        "print(asyncio.run(interrupt_once(sys.argv[2])))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "130"
+
+
+async def interrupt_once(tmp: str) -> int:
+    """Start a shell agent, interrupt `sleep 100` at once; its exit code (130 when it worked)."""
+    recorder = RecordingEvents()
+    base = Path(tmp)
+    for sub in ("ws", "home", "state"):
+        (base / sub).mkdir(exist_ok=True)
+    agent = ShellAgent(AgentContext(label="t", workspace=base / "ws", home=base / "home",
+                                    state_dir=base / "state"), recorder)  # fmt: skip
+    await agent.start()
+    try:
+        turn = asyncio.create_task(agent.send("sleep 100"))
+        await asyncio.sleep(0.3)
+        await agent.interrupt()
+        await asyncio.wait_for(turn, 10)
+        return int(recorder.result()["exit_code"])
+    finally:
+        await agent.stop()

@@ -390,9 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("send", help="send a message to a session's agent")
+    p = sub.add_parser(
+        "send", help="send a message to a session's agent",
+        description="Send MESSAGE to the agent; the review comments queued on the session's "
+        "diff go with it (with comments queued, MESSAGE may be left out).",
+    )  # fmt: skip
     p.add_argument("label")
-    p.add_argument("message", nargs="+")
+    p.add_argument("message", nargs="*")
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("log", help="print a session's transcript")

@@ -275,7 +275,10 @@ async def test_the_client_and_the_cli_show_the_diff_and_comments(
     with pytest.raises(ClientError) as caught:
         await asyncio.to_thread(client.add_comment, label, "/etc/passwd", 1, "x")
     assert caught.value.status == 400 and caught.value.details == {"field": "path"}
+    code, out, err = await catty("--client", "desk", "send", label)
+    assert code == 1 and "the message is empty" in err  # nothing queued, nothing to send
     await asyncio.to_thread(client.add_comment, label, "new.txt", 1, "and this", "new")
-    await asyncio.to_thread(client.send, label, "")
+    code, out, err = await catty("--client", "desk", "send", label)  # the comments alone
+    assert code == 0, err
     evs = await session_until(label, lambda e: results(e) >= 2, what="the comment turn")
     assert [e["kind"] for e in evs if e["kind"] in ("comment", "user")][-2:] == ["comment", "user"]

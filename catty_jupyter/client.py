@@ -141,15 +141,23 @@ class CattyClient:
     def upload(self, path: Path) -> dict[str, Any]:
         """Upload the archive at PATH, streamed from disk; returns `{"upload": ID, "name",
         "size", "format"}`, and `new(..., archive=ID)` makes a session from it."""
-        path = Path(path)
-        headers = {**self._headers(), "Content-Type": "application/octet-stream"}
+        return self._post_file("uploads", Path(path))
+
+    def _post_file(
+        self, route: str, path: Path, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """POST the file at PATH (streamed from disk, `?name=` its name) to ROUTE; the JSON
+        answer, or ClientError saying how far it got."""
         try:
             f = path.open("rb")
         except OSError as exc:
             raise ClientError(f"cannot read {path}: {exc.strerror}") from None
         with f:
-            headers["Content-Length"] = str(os.fstat(f.fileno()).st_size)
-            req = urllib.request.Request(self.url("uploads", name=path.name), data=f,
+            size = os.fstat(f.fileno()).st_size
+            headers = {**self._headers(), "Content-Type": "application/octet-stream",
+                       "Content-Length": str(size)}  # fmt: skip
+            body = _Counting(f, progress)
+            req = urllib.request.Request(self.url(route, name=path.name), data=body,
                                          method="POST", headers=headers)  # fmt: skip
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -160,8 +168,9 @@ class CattyClient:
                 raise ClientError(
                     f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
                 ) from None
-            except OSError as exc:  # the server cut the connection (far over its cap)
-                raise ClientError(f"the upload to {self.server.url} broke off: {exc}") from None
+            except OSError as exc:  # refused mid-way (far over a cap), or the connection dropped
+                raise ClientError(f"sending {path.name} to {self.server.url} broke off after "
+                                  f"{body.sent} of {size} bytes: {exc}") from None  # fmt: skip
 
     def list_sessions(self, include_archived: bool = False) -> list[dict[str, Any]]:
         """The caller's sessions, newest first."""
@@ -311,25 +320,7 @@ class CattyClient:
     def import_session(self, path: Path, progress: Progress | None = None) -> dict[str, Any]:
         """Make a stopped session on this server of the file PATH (from `export`); returns it
         (its label is kept unless taken here)."""
-        size = path.stat().st_size
-        headers = {**self._headers(), "Content-Type": "application/octet-stream",
-                   "Content-Length": str(size)}  # fmt: skip
-        with path.open("rb") as f:
-            body = _Counting(f, progress)
-            req = urllib.request.Request(self.url("sessions/import", name=path.name), data=body,
-                                         method="POST", headers=headers)  # fmt: skip
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())  # type: ignore[no-any-return]
-            except urllib.error.HTTPError as exc:
-                raise self._error(exc) from None
-            except urllib.error.URLError as exc:
-                raise ClientError(
-                    f"cannot reach the Jupyter server at {self.server.url}: {exc.reason}"
-                ) from None
-            except OSError as exc:  # refused mid-way (too large), or the connection dropped
-                raise ClientError(f"sending {path.name} to {self.server.url} broke off after "
-                                  f"{body.sent} of {size} bytes: {exc}") from None  # fmt: skip
+        return self._post_file("sessions/import", Path(path), progress)
 
     # -- environments -----------------------------------------------------------------------
 

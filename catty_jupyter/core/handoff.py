@@ -77,10 +77,10 @@ def bundle_session(
             refs = {**own.refs(), **refs}
         for name, sha in refs.items():
             scratch.git("update-ref", name, sha)
-        recorded = False
-        if record and tip != head:
+        recorded = record and tip != head
+        if recorded:
             own.take(scratch, tip, head)
-            recorded = own.move_branch(branch, tip)
+            own.move_branch(branch, tip)
         wanted = [sha for sha in dict.fromkeys(have) if scratch.has_commit(sha)]
         _write_bundle(scratch, out, list(refs), [f"^{sha}" for sha in wanted], tip)
     return {"branch": branch.removeprefix("refs/heads/"), "commit": tip, "head": head,
@@ -154,7 +154,7 @@ class _WorkspaceGit:
             for suffix in (".pack", ".idx"):
                 temp.with_suffix(suffix).unlink(missing_ok=True)
 
-    def move_branch(self, branch: str, tip: str) -> bool:
+    def move_branch(self, branch: str, tip: str) -> None:
         """Point BRANCH at TIP unless someone moved it meanwhile; keep HEAD's index in step."""
         current = self.commit(branch)
         self.run("update-ref", "-m", "catty: uncommitted work committed for hand-over", branch,
@@ -162,7 +162,6 @@ class _WorkspaceGit:
         if self.run("symbolic-ref", "--quiet", "HEAD", check=False) == branch:
             # The files already are TIP's; only the index (what git status compares) must follow.
             self.run("read-tree", tip)
-        return True
 
 
 def main(argv: list[str] | None = None) -> int:

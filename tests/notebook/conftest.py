@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import git
 from tests.servers import LiveServer
 
 
@@ -25,6 +26,17 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServ
         yield live
     finally:
         live.stop()
+
+
+def notebook_project(tmp_path: Path) -> Path:
+    """A git repository with one commit under the server's root, where the notebooks run."""
+    repo = tmp_path / "root" / "project"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# project\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
 
 
 def run_notebook(cells: list[str], cwd: Path, timeout: int = 180) -> Any:

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git
 from tests.servers import LiveServer
 
-from .conftest import dumps, html_under, run_notebook, text_of, widget_states
+from .conftest import dumps, html_under, notebook_project, run_notebook, text_of, widget_states
 
 WAIT_FOR_TURNS = '''
 import time
@@ -40,12 +39,7 @@ def _view_state(nb: Any, label: str) -> tuple[dict[str, Any], str]:
 def test_new_send_diff_stop_with_the_demo_model(server: LiveServer, tmp_path: Path) -> None:
     """`%catty new` starts a real Claude Code session on the notebook's repository, its widget
     fills in live, `send` reaches the agent, `diff` shows its change, `stop` stops it."""
-    repo = tmp_path / "root" / "project"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "README.md").write_text("# project\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = notebook_project(tmp_path)
     nb = run_notebook([
         "%load_ext catty_jupyter",
         "%catty",

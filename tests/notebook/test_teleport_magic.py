@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import git
 from tests.servers import LiveServer
 
-from .conftest import dumps, html_under, run_notebook, text_of, widget_states
+from .conftest import dumps, html_under, notebook_project, run_notebook, text_of, widget_states
 from .test_magics import WAIT_FOR_TURNS
 
 CHANGE = "echo from-the-agent >> README.md && printf 'x\\n' > agent.txt"
@@ -26,12 +26,7 @@ print("OUTCOME", p.outcome, p.result.branch if p.result else None)
 def test_teleport_stops_for_uncommitted_changes_then_the_button_stashes(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "root" / "project"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "README.md").write_text("# project\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = notebook_project(tmp_path)
     nb = run_notebook([
         "%load_ext catty_jupyter",
         f"%catty new --agent shell {CHANGE}",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..agents import available_agents
 from ..core.comments import BadComment
 from ..core.environments import BadEnvironment
 from ..core.errors import CattyError
@@ -135,6 +138,21 @@ def _string(body: dict[str, Any], name: str) -> str | None:
     return _check_text(value, name)
 
 
+def _repo(handler: CattyHandler, body: dict[str, Any]) -> str | None:
+    """BODY's `repo` as a path on the server: a relative one names a folder under the server's
+    root folder ("" and "." the root itself), as the file browser's paths do."""
+    value = body.get("repo")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CattyError("repo must be a string", reason="bad_repo")
+    _check_text(value, "repo")
+    # The CLI and kernels send absolute paths; `~` is the server user's home, as before.
+    if os.path.isabs(value) or value.startswith("~") or handler.serverapp is None:
+        return value
+    return str(Path(handler.serverapp.root_dir, value))
+
+
 def _int_arg(handler: CattyHandler, name: str, default: int | None) -> int | None:
     value = handler.get_argument(name, None)
     if value is None:
@@ -159,7 +177,8 @@ class SessionsHandler(CattyHandler):
         """List the server's sessions (`?all=1` includes archived ones)."""
         include = self.get_argument("all", "0") in ("1", "true", "yes")
         sessions = self.manager.list_sessions(include_archived=include)
-        self.reply({"sessions": [s.to_json() for s in sessions]})
+        focus = self.manager.focus
+        self.reply({"sessions": [{**s.to_json(), "focus": focus.to_json(s)} for s in sessions]})
 
     @web.authenticated
     @authorized
@@ -170,7 +189,7 @@ class SessionsHandler(CattyHandler):
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise CattyError("options must be an object", reason="bad_options")
-        repo, archive = _string(body, "repo"), _string(body, "archive")
+        repo, archive = _repo(self, body), _string(body, "archive")
         if repo and archive:
             raise CattyError("give repo or archive, not both", reason="bad_source")
         uploads = self.settings["catty_uploads"]
@@ -465,6 +484,16 @@ def _file_json(path: str, data: bytes) -> dict[str, str]:
         return {"path": path, "base64": base64.b64encode(data).decode()}
 
 
+class AgentsHandler(CattyHandler):
+    """The agents this server can run."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Every installed agent adapter, by name."""
+        self.reply({"agents": [{"name": name} for name in available_agents()]})
+
+
 class EnvironmentsHandler(CattyHandler):
     """List and create the environments sessions start in."""
 
@@ -543,6 +572,7 @@ default_handlers = [
     (rf"/catty/v1/sessions/{_KEY}/bundle", BundleHandler),
     (rf"/catty/v1/sessions/{_KEY}/conversation", ConversationHandler),
     (rf"/catty/v1/sessions/{_KEY}/push", PushHandler),
+    (r"/catty/v1/agents", AgentsHandler),
     (r"/catty/v1/environments", EnvironmentsHandler),
     (r"/catty/v1/environments/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)", EnvironmentHandler),
 ]

@@ -16,6 +16,11 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "catty_jupyter.server.app", "app": CattyExtension}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Tell `jupyter labextension develop` where the built JupyterLab extension is."""
+    return [{"src": "labextension", "dest": "catty-jupyter"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext catty_jupyter`: the `%catty` magics."""
     from .notebook.magics import load

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system packages catty-jupyter needs (bubblewrap, git), or say what to install.
+# Install the system packages catty-jupyter needs (bubblewrap, git, Node.js), or say what to install.
 # `system-deps.sh test` also installs what the tests need: Chromium for the browser tests.
 set -euo pipefail
 
@@ -9,6 +9,13 @@ if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
+# Node.js builds and tests the JupyterLab extension (its builder needs node >= 20).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+elif [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "catty-jupyter needs Node.js 20 or newer to build its JupyterLab extension; found $(node --version)" >&2
+  exit 1
+fi
 if [ -z "$(command -v python3 2>/dev/null)" ]; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

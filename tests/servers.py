@@ -37,12 +37,14 @@ class LiveServer:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     app: str = "jupyter_server"
     """The module to run: "jupyter_server", or "jupyterlab" for the JupyterLab front end too."""
+    base_url: str = "/"
+    """Where the server lives under the host, as on JupyterHub (`/user/NAME/`)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The server's base URL, with a trailing slash."""
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
 
     @property
     def log_path(self) -> Path:
@@ -65,7 +67,7 @@ class LiveServer:
         argv = [
             sys.executable, "-m", self.app, "--no-browser", "--ip=127.0.0.1",
             f"--port={self.port}", "--port-retries=0", f"--ServerApp.root_dir={self.root_dir}",
-            f"--IdentityProvider.token={self.token}",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.base_url={self.base_url}",
             "--ServerApp.jpserver_extensions=" + _trait({"catty_jupyter": True}),
             *(f"--CattyExtension.{k}={_trait(v)}" for k, v in traits.items()),
         ]  # fmt: skip

@@ -1,0 +1,440 @@
+/**
+ * The catty-jupyter JupyterLab extension: a side panel of agent sessions, a tab per session
+ * (live transcript, focus, approvals, actions), a diff tab with line comments, an environment
+ * editor, commands in the palette, notifications and settings.
+ */
+
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  Clipboard,
+  Dialog,
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  WidgetTracker,
+  showDialog
+} from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { Widget } from '@lumino/widgets';
+
+import { CattyAPI } from './api';
+import { clientId } from './client';
+import { SessionModel, SessionsModel } from './model';
+import { catIcon } from './icon';
+import { ServerTransport } from './transport';
+import { DiffView } from './widgets/diffview';
+import { h, messageOf } from './widgets/dom';
+import { EnvironmentEditor } from './widgets/envedit';
+import { EnvironmentList } from './widgets/envlist';
+import { NewSessionForm, INewSessionDefaults } from './widgets/newsession';
+import { SessionView } from './widgets/sessionview';
+import { SessionsPanel } from './widgets/sidepanel';
+
+const PLUGIN_ID = 'catty-jupyter:plugin';
+
+/** The extension's command ids. */
+export namespace CommandIDs {
+  export const newSession = 'catty:new-session';
+  export const openSession = 'catty:open-session';
+  export const openDiff = 'catty:open-diff';
+  export const environments = 'catty:environments';
+  export const editEnvironment = 'catty:edit-environment';
+  export const refresh = 'catty:refresh-sessions';
+  export const showPanel = 'catty:show-panel';
+  export const teleport = 'catty:teleport';
+}
+
+/** The extension's settings (see schema/plugin.json). */
+interface ISettings {
+  defaultEnvironment: string;
+  defaultAgent: string;
+  panelSide: 'left' | 'right';
+  notifyWaiting: boolean;
+  notifyFinished: boolean;
+  pollInterval: number;
+}
+
+const DEFAULTS: ISettings = {
+  defaultEnvironment: 'default',
+  defaultAgent: '',
+  panelSide: 'left',
+  notifyWaiting: true,
+  notifyFinished: true,
+  pollInterval: 3000
+};
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Agent sessions: side panel, live transcripts, review and environments.',
+  autoStart: true,
+  optional: [
+    ICommandPalette,
+    ILayoutRestorer,
+    IRenderMimeRegistry,
+    ISettingRegistry,
+    IDefaultFileBrowser,
+    IEditorServices,
+    ILabShell
+  ],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null,
+    settingRegistry: ISettingRegistry | null,
+    fileBrowser: IDefaultFileBrowser | null,
+    editorServices: IEditorServices | null,
+    labShell: ILabShell | null
+  ) => {
+    const api = new CattyAPI(new ServerTransport());
+    const client = clientId();
+    let settings: ISettings = { ...DEFAULTS };
+    const sessions = new SessionsModel(api, { pollInterval: settings.pollInterval });
+    const { commands, shell } = app;
+
+    const panel = new SessionsPanel(sessions, {
+      open: label => void commands.execute(CommandIDs.openSession, { label }),
+      create: () => void commands.execute(CommandIDs.newSession),
+      environments: () => void commands.execute(CommandIDs.environments)
+    });
+    panel.title.icon = catIcon;
+    shell.add(panel, settings.panelSide, { rank: 600 });
+    restorer?.add(panel, 'catty-sessions');
+    sessions.start();
+
+    const views = new WidgetTracker<MainAreaWidget<SessionView>>({ namespace: 'catty-session' });
+    const diffs = new WidgetTracker<MainAreaWidget<DiffView>>({ namespace: 'catty-diff' });
+    const envs = new WidgetTracker<MainAreaWidget<Widget>>({ namespace: 'catty-environment' });
+    restorer?.restore(views, {
+      command: CommandIDs.openSession,
+      args: w => ({ label: w.content.model.label }),
+      name: w => w.content.model.label
+    });
+    restorer?.restore(diffs, {
+      command: CommandIDs.openDiff,
+      args: w => ({ label: w.content.label }),
+      name: w => w.content.label
+    });
+
+    const find = <T extends Widget>(tracker: WidgetTracker<MainAreaWidget<T>>, test: (w: T) => boolean) =>
+      tracker.find(w => test(w.content));
+
+    commands.addCommand(CommandIDs.openSession, {
+      label: args => (args.label ? `Open Agent Session ${args.label}` : 'Open Agent Session'),
+      caption: "Open a session's live transcript",
+      execute: async args => {
+        const label = String(args.label ?? '');
+        if (!label) {
+          return;
+        }
+        const open = find(views, v => v.model.label === label);
+        if (open) {
+          shell.activateById(open.id);
+          return open;
+        }
+        const model = new SessionModel(api, label, client);
+        const view = new SessionView({
+          model,
+          rendermime,
+          actions: {
+            openDiff: l => void commands.execute(CommandIDs.openDiff, { label: l }),
+            teleport: l => void commands.execute(CommandIDs.teleport, { label: l })
+          }
+        });
+        const widget = new MainAreaWidget({ content: view });
+        widget.id = `catty-session-${label}`;
+        widget.title.label = label;
+        widget.title.icon = catIcon;
+        widget.title.closable = true;
+        shell.add(widget, 'main');
+        await views.add(widget);
+        shell.activateById(widget.id);
+        await view.open();
+        return widget;
+      }
+    });
+
+    commands.addCommand(CommandIDs.openDiff, {
+      label: args => (args.label ? `Review Changes of ${args.label}` : 'Review Session Changes'),
+      caption: "A session's diff, with comments on lines",
+      execute: async args => {
+        const label = String(args.label ?? '');
+        if (!label) {
+          return;
+        }
+        const open = find(diffs, d => d.label === label);
+        if (open) {
+          shell.activateById(open.id);
+          await open.content.refresh();
+          return open;
+        }
+        const view = new DiffView({ api, label, client });
+        const widget = new MainAreaWidget({ content: view });
+        widget.id = `catty-diff-${label}`;
+        widget.title.label = `Diff: ${label}`;
+        widget.title.icon = catIcon;
+        widget.title.closable = true;
+        shell.add(widget, 'main');
+        await diffs.add(widget);
+        shell.activateById(widget.id);
+        await view.refresh();
+        return widget;
+      }
+    });
+
+    commands.addCommand(CommandIDs.newSession, {
+      label: 'New Agent Session…',
+      caption: 'Start an agent on a copy of a repository',
+      icon: args => (args.isPalette ? undefined : catIcon),
+      execute: () => newSession(api, client, settings, fileBrowser, label => {
+        void sessions.refresh();
+        void commands.execute(CommandIDs.openSession, { label });
+      })
+    });
+
+    commands.addCommand(CommandIDs.environments, {
+      label: 'Agent Environments',
+      caption: 'Create and edit the environments sessions start in',
+      execute: async () => {
+        const open = envs.find(w => w.content instanceof EnvironmentList);
+        if (open) {
+          shell.activateById(open.id);
+          await (open.content as EnvironmentList).refresh();
+          return;
+        }
+        const list = new EnvironmentList(api, name =>
+          void commands.execute(CommandIDs.editEnvironment, name ? { name } : {})
+        );
+        const widget = new MainAreaWidget<Widget>({ content: list });
+        widget.id = 'catty-environments';
+        widget.title.label = 'Environments';
+        widget.title.icon = catIcon;
+        widget.title.closable = true;
+        shell.add(widget, 'main');
+        await envs.add(widget);
+        shell.activateById(widget.id);
+        await list.refresh();
+      }
+    });
+
+    commands.addCommand(CommandIDs.editEnvironment, {
+      label: args => (args.name ? `Edit Environment ${args.name}` : 'New Agent Environment…'),
+      caption: 'Network, variables, setup script and resources of an environment',
+      execute: async args => {
+        const name = args.name ? String(args.name) : undefined;
+        const editor = new EnvironmentEditor({ api, name, editorServices: editorServices ?? undefined });
+        const widget = new MainAreaWidget<Widget>({ content: editor });
+        widget.id = `catty-env-${name ?? `new-${Date.now()}`}`;
+        widget.title.label = name ? `Environment: ${name}` : 'New environment';
+        widget.title.icon = catIcon;
+        widget.title.closable = true;
+        editor.saved.connect((_, env) => {
+          widget.title.label = `Environment: ${env.name}`;
+          const list = envs.find(w => w.content instanceof EnvironmentList);
+          void (list?.content as EnvironmentList | undefined)?.refresh();
+        });
+        shell.add(widget, 'main');
+        await envs.add(widget);
+        shell.activateById(widget.id);
+        await editor.load();
+      }
+    });
+
+    commands.addCommand(CommandIDs.refresh, {
+      label: 'Refresh Agent Sessions',
+      execute: () => sessions.refresh()
+    });
+
+    commands.addCommand(CommandIDs.showPanel, {
+      label: 'Show Agent Sessions',
+      execute: () => shell.activateById(panel.id)
+    });
+
+    commands.addCommand(CommandIDs.teleport, {
+      label: args => (args.label ? `Teleport ${args.label}` : 'Teleport Agent Session'),
+      caption: "Bring a session's branch and conversation into your checkout",
+      execute: args => teleport(app, api, String(args.label ?? ''))
+    });
+
+    for (const command of [
+      CommandIDs.newSession,
+      CommandIDs.showPanel,
+      CommandIDs.refresh,
+      CommandIDs.environments,
+      CommandIDs.editEnvironment
+    ]) {
+      palette?.addItem({ command, category: 'Agent Sessions' });
+    }
+
+    sessions.attention.connect((_, { session, kind }) => {
+      const open = {
+        label: 'Open',
+        caption: `Open ${session.label}`,
+        callback: () => void commands.execute(CommandIDs.openSession, { label: session.label })
+      };
+      if (kind === 'waiting' && settings.notifyWaiting) {
+        Notification.warning(`${session.label} is waiting for a permission answer`, {
+          autoClose: false,
+          actions: [open]
+        });
+      } else if (kind === 'finished' && settings.notifyFinished) {
+        Notification.info(`${session.label} finished its turn`, { autoClose: 6000, actions: [open] });
+      } else if (kind === 'failed') {
+        Notification.error(`${session.label} failed${session.error ? `: ${session.error}` : ''}`, {
+          autoClose: false,
+          actions: [open]
+        });
+      }
+    });
+
+    if (settingRegistry) {
+      void settingRegistry.load(PLUGIN_ID).then(
+        loaded => {
+          const apply = () => {
+            const before = settings.panelSide;
+            settings = { ...DEFAULTS, ...(loaded.composite as Partial<ISettings>) };
+            sessions.interval = settings.pollInterval;
+            if (settings.panelSide !== before && labShell) {
+              labShell.add(panel, settings.panelSide, { rank: 600 });
+            }
+          };
+          apply();
+          loaded.changed.connect(apply);
+        },
+        err => console.warn('catty-jupyter: settings could not be loaded', err)
+      );
+    }
+  }
+};
+
+/** Ask for a new session's prompt, environment, agent and source; start it. */
+async function newSession(
+  api: CattyAPI,
+  client: string,
+  settings: ISettings,
+  fileBrowser: IDefaultFileBrowser | null,
+  opened: (label: string) => void
+): Promise<void> {
+  let defaults: INewSessionDefaults = {
+    environment: settings.defaultEnvironment,
+    agent: settings.defaultAgent,
+    folder: fileBrowser?.model.path ? `/${fileBrowser.model.path}` : '/'
+  };
+  let environments, agents;
+  try {
+    [environments, agents] = await Promise.all([api.environments(), api.agents()]);
+  } catch (err) {
+    Notification.error(`Sessions cannot be started: ${messageOf(err)}`);
+    return;
+  }
+  // A refused form comes back with what was typed and the server's message.
+  for (;;) {
+    const form = new NewSessionForm(environments, agents, defaults);
+    const result = await showDialog({
+      title: 'New agent session',
+      body: form,
+      focusNodeSelector: 'textarea',
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Start session' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    const value = form.getValue();
+    try {
+      const session = await api.createSession({
+        prompt: value.prompt,
+        environment: value.environment,
+        agent: value.agent,
+        repo: value.repo,
+        client
+      });
+      opened(session.label);
+      return;
+    } catch (err) {
+      defaults = {
+        prompt: value.prompt,
+        environment: value.environment,
+        agent: value.agent,
+        folder: value.folder,
+        empty: value.empty,
+        error: `The session could not be started: ${messageOf(err)}`
+      };
+    }
+  }
+}
+
+/** Show how to teleport LABEL, and offer to run it in a terminal. */
+async function teleport(app: JupyterFrontEnd, api: CattyAPI, label: string): Promise<void> {
+  if (!label) {
+    return;
+  }
+  let source: string | null = null;
+  let kind = 'unknown';
+  try {
+    const info = await api.teleportInfo(label);
+    source = (info as unknown as { source?: string | null }).source ?? null;
+    kind = String((info.origin as { kind?: string }).kind ?? 'unknown');
+  } catch (err) {
+    Notification.error(`Teleport: ${messageOf(err)}`);
+    return;
+  }
+  const command = `jupyter catty teleport ${shellQuote(label)}`;
+  const full = source ? `cd ${shellQuote(source)} && ${command}` : command;
+  const body = h(
+    'div',
+    { class: 'catty-Teleport' },
+    h('p', {
+      text:
+        kind === 'empty'
+          ? 'This session started from an empty workspace: there is no checkout to bring it into. Download it instead.'
+          : "Teleport checks the session's branch out in your checkout (stashing nothing unless asked), " +
+            'saves its transcript beside it and installs the agent’s conversation so you can resume it there.'
+    }),
+    h('pre', { class: 'catty-Teleport-command', text: full }),
+    h('p', {
+      class: 'catty-Field-hint',
+      text: 'Run it in the checkout on the machine you work on; with uncommitted changes add --stash.'
+    })
+  );
+  const result = await showDialog({
+    title: `Teleport ${label}`,
+    body: new Widget({ node: body }),
+    buttons: [
+      Dialog.cancelButton({ label: 'Close' }),
+      Dialog.createButton({ label: 'Copy command', actions: ['copy'] }),
+      ...(kind === 'empty' ? [] : [Dialog.okButton({ label: 'Run in a terminal' })])
+    ]
+  });
+  if (result.button.actions.includes('copy')) {
+    Clipboard.copyToSystem(full);
+    return;
+  }
+  if (!result.button.accept) {
+    return;
+  }
+  try {
+    const terminal: any = await app.commands.execute('terminal:create-new');
+    const session = terminal?.content?.session;
+    for (let i = 0; i < 50 && session && session.connectionStatus !== 'connected'; i++) {
+      await new Promise(resolve => setTimeout(resolve, 100));
+    }
+    session?.send({ type: 'stdin', content: [`${full}\n`] });
+  } catch (err) {
+    Notification.error(`No terminal could be opened: ${messageOf(err)}. Run: ${full}`);
+  }
+}
+
+/** TEXT quoted for a POSIX shell. */
+export function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+export default plugin;

@@ -39,7 +39,8 @@ OPEN_AND_PAINT = """async ([label, seq]) => {
   const row = document.querySelector(`.catty-Row[data-label="${label}"]`);
   const t0 = performance.now();
   row.click();
-  await new Promise(resolve => {
+  await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error(`event ${seq} of ${label} not shown in 60 s`)), 60000);
     const done = () => requestAnimationFrame(() => resolve());
     const found = () => document.querySelector(`.catty-SessionView [data-seq="${seq}"]`);
     if (found()) { done(); return; }
@@ -83,10 +84,14 @@ def make_sessions(server: LiveServer) -> tuple[str, str]:
     return labels[0], labels[1]
 
 
+SHOWN = ("user", "assistant", "tool_use", "result", "system", "error")
+"""Kinds of events that always get a node of their own in the transcript."""
+
+
 def last_seq(server: LiveServer, label: str) -> int:
-    """The seq of the session's newest event."""
-    page = server.request("GET", f"sessions/{label}/transcript?tail=1&limit=1")["events"]
-    return int(page[-1]["seq"])
+    """The seq of the session's newest event that the view shows as a node."""
+    page = server.request("GET", f"sessions/{label}/transcript?tail=1&limit=50")["events"]
+    return int([e for e in page if e["kind"] in SHOWN][-1]["seq"])
 
 
 async def measure(server: LiveServer, short: str, long: str) -> dict[str, Any]:

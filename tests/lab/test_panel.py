@@ -143,6 +143,9 @@ async def test_approve_a_permission_request_in_the_session_tab(lab: LiveServer) 
         await page.locator(".catty-SessionView .catty-Status[data-status='waiting']").wait_for(
             timeout=30_000
         )
+        # JupyterLab's own notification says so too (from the side panel's list).
+        toast = page.locator(".Toastify__toast", has_text=f"{label} is waiting for a permission")
+        await toast.first.wait_for(timeout=30_000)
         await screenshot(page, "lab-permission.png")
         await ask.get_by_role("button", name="Approve").click()
         await tab.wait_shown(

@@ -11,13 +11,10 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import {
-  Clipboard,
-  Dialog,
   ICommandPalette,
   MainAreaWidget,
   Notification,
-  WidgetTracker,
-  showDialog
+  WidgetTracker
 } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
@@ -30,11 +27,10 @@ import { clientId } from './client';
 import { SessionModel, SessionsModel } from './model';
 import { catIcon } from './icon';
 import { ServerTransport } from './transport';
+import { newSession, teleport } from './dialogs';
 import { DiffView } from './widgets/diffview';
-import { h, messageOf } from './widgets/dom';
 import { EnvironmentEditor } from './widgets/envedit';
 import { EnvironmentList } from './widgets/envlist';
-import { NewSessionForm, INewSessionDefaults } from './widgets/newsession';
 import { SessionView } from './widgets/sessionview';
 import { SessionsPanel } from './widgets/sidepanel';
 
@@ -194,7 +190,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'New Agent Session…',
       caption: 'Start an agent on a copy of a repository',
       icon: args => (args.isPalette ? undefined : catIcon),
-      execute: () => newSession(api, client, settings, fileBrowser, label => {
+      execute: () =>
+        newSession(api, client, { environment: settings.defaultEnvironment, agent: settings.defaultAgent }, fileBrowser, label => {
         void sessions.refresh();
         void commands.execute(CommandIDs.openSession, { label });
       })
@@ -314,127 +311,5 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
-
-/** Ask for a new session's prompt, environment, agent and source; start it. */
-async function newSession(
-  api: CattyAPI,
-  client: string,
-  settings: ISettings,
-  fileBrowser: IDefaultFileBrowser | null,
-  opened: (label: string) => void
-): Promise<void> {
-  let defaults: INewSessionDefaults = {
-    environment: settings.defaultEnvironment,
-    agent: settings.defaultAgent,
-    folder: fileBrowser?.model.path ? `/${fileBrowser.model.path}` : '/'
-  };
-  let environments, agents;
-  try {
-    [environments, agents] = await Promise.all([api.environments(), api.agents()]);
-  } catch (err) {
-    Notification.error(`Sessions cannot be started: ${messageOf(err)}`);
-    return;
-  }
-  // A refused form comes back with what was typed and the server's message.
-  for (;;) {
-    const form = new NewSessionForm(environments, agents, defaults);
-    const result = await showDialog({
-      title: 'New agent session',
-      body: form,
-      focusNodeSelector: 'textarea',
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Start session' })]
-    });
-    if (!result.button.accept) {
-      return;
-    }
-    const value = form.getValue();
-    try {
-      const session = await api.createSession({
-        prompt: value.prompt,
-        environment: value.environment,
-        agent: value.agent,
-        repo: value.repo,
-        client
-      });
-      opened(session.label);
-      return;
-    } catch (err) {
-      defaults = {
-        prompt: value.prompt,
-        environment: value.environment,
-        agent: value.agent,
-        folder: value.folder,
-        empty: value.empty,
-        error: `The session could not be started: ${messageOf(err)}`
-      };
-    }
-  }
-}
-
-/** Show how to teleport LABEL, and offer to run it in a terminal. */
-async function teleport(app: JupyterFrontEnd, api: CattyAPI, label: string): Promise<void> {
-  if (!label) {
-    return;
-  }
-  let source: string | null = null;
-  let kind = 'unknown';
-  try {
-    const info = await api.teleportInfo(label);
-    source = (info as unknown as { source?: string | null }).source ?? null;
-    kind = String((info.origin as { kind?: string }).kind ?? 'unknown');
-  } catch (err) {
-    Notification.error(`Teleport: ${messageOf(err)}`);
-    return;
-  }
-  const command = `jupyter catty teleport ${shellQuote(label)}`;
-  const full = source ? `cd ${shellQuote(source)} && ${command}` : command;
-  const body = h(
-    'div',
-    { class: 'catty-Teleport' },
-    h('p', {
-      text:
-        kind === 'empty'
-          ? 'This session started from an empty workspace: there is no checkout to bring it into. Download it instead.'
-          : "Teleport checks the session's branch out in your checkout (stashing nothing unless asked), " +
-            'saves its transcript beside it and installs the agent’s conversation so you can resume it there.'
-    }),
-    h('pre', { class: 'catty-Teleport-command', text: full }),
-    h('p', {
-      class: 'catty-Field-hint',
-      text: 'Run it in the checkout on the machine you work on; with uncommitted changes add --stash.'
-    })
-  );
-  const result = await showDialog({
-    title: `Teleport ${label}`,
-    body: new Widget({ node: body }),
-    buttons: [
-      Dialog.cancelButton({ label: 'Close' }),
-      Dialog.createButton({ label: 'Copy command', actions: ['copy'] }),
-      ...(kind === 'empty' ? [] : [Dialog.okButton({ label: 'Run in a terminal' })])
-    ]
-  });
-  if (result.button.actions.includes('copy')) {
-    Clipboard.copyToSystem(full);
-    return;
-  }
-  if (!result.button.accept) {
-    return;
-  }
-  try {
-    const terminal: any = await app.commands.execute('terminal:create-new');
-    const session = terminal?.content?.session;
-    for (let i = 0; i < 50 && session && session.connectionStatus !== 'connected'; i++) {
-      await new Promise(resolve => setTimeout(resolve, 100));
-    }
-    session?.send({ type: 'stdin', content: [`${full}\n`] });
-  } catch (err) {
-    Notification.error(`No terminal could be opened: ${messageOf(err)}. Run: ${full}`);
-  }
-}
-
-/** TEXT quoted for a POSIX shell. */
-export function shellQuote(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
-}
 
 export default plugin;

@@ -67,7 +67,8 @@ export class SessionsModel {
     return this._changed;
   }
 
-  /** A session began waiting for a permission answer, finished its turn, or failed. */
+  /** A session began waiting for a permission answer (or was waiting when first listed),
+   * finished its turn, or failed. */
   get attention(): ISignal<this, IAttention> {
     return this._attention;
   }
@@ -193,7 +194,14 @@ export class SessionsModel {
   }
 
   private _update(sessions: ISession[]): void {
-    if (this._loaded) {
+    if (!this._loaded) {
+      // A question already waiting when the page opens still needs an answer: say so once.
+      for (const now of sessions) {
+        if (statusOf(now) === 'waiting') {
+          this._attention.emit({ session: now, kind: 'waiting' });
+        }
+      }
+    } else {
       for (const now of sessions) {
         const before = this._seen.get(now.id);
         if (!before) {

@@ -117,9 +117,11 @@ async def test_take_control_in_a_second_browser_and_the_first_loses_it(lab: Live
         # The second sends; the first sees the message arrive.
         await two.get_by_label("Message to the agent").fill("echo from-the-second-browser")
         await two.get_by_label("Message to the agent").press("Enter")
-        await one.locator(".catty-Tool", has_text="from-the-second-browser").first.wait_for(
-            timeout=30_000
-        )
+        tool = one.locator(".catty-Tool", has_text="from-the-second-browser").first
+        await tool.wait_for(timeout=30_000)
+        await tool.locator(".catty-Tool-state", has_text="done").wait_for(timeout=30_000)
+        await tool.locator("summary").click()  # expanded, it shows what the command printed
+        await tool.locator(".catty-Output", has_text="from-the-second-browser").wait_for()
         await screenshot(first.page, "lab-focus-lost.png")
         await screenshot(second.page, "lab-focus-taken.png")
         assert first.errors == [] and second.errors == []
@@ -160,14 +162,30 @@ async def test_approve_a_permission_request_in_the_session_tab(lab: LiveServer) 
 
 
 async def test_a_comment_on_a_diff_line_reaches_the_agent(lab: LiveServer) -> None:
-    s = lab.request("POST", "sessions", {"agent": "shell",
-                                         "prompt": "printf 'alpha\\nbeta\\ngamma\\n' > notes.txt"})  # fmt: skip
+    notebook = json.dumps({"cells": [{"cell_type": "code", "source": "answer = 6 * 7",
+                                      "metadata": {}, "outputs": [], "execution_count": None}],
+                           "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # fmt: skip
+    prompt = f"printf 'alpha\\nbeta\\ngamma\\n' > notes.txt; printf '%s' '{notebook}' > demo.ipynb"
+    other = lab.request("POST", "sessions", {"agent": "shell", "prompt": "echo another"})
+    s = lab.request("POST", "sessions", {"agent": "shell", "prompt": prompt})
     label = s["label"]
     wait_for_events(lab, label, lambda e: any(x["kind"] == "result" for x in e), "the first turn")
     async with chromium() as browser:
         tab = await LabPage.open(browser, lab)
-        await tab.open_session(label)
         page = tab.page
+        # Keyboard only: filter the list down to the session, then open it with Enter.
+        await tab.show_panel()
+        rows = page.locator(".catty-Row")
+        await rows.nth(1).wait_for()
+        await page.get_by_label("Filter sessions").fill(label)
+        await page.wait_for_function("document.querySelectorAll('.catty-Row').length === 1")
+        assert await rows.first.get_attribute("data-label") == label
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.dataset.label") == label
+        await page.keyboard.press("Enter")
+        await page.locator(f"#catty-session-{label} .catty-SessionView").wait_for()
         # The session was started elsewhere (its creator holds focus): take it to send.
         await page.get_by_role("button", name="Take control").click()
         await page.locator(".catty-SessionView[data-focus='me']").wait_for()
@@ -180,6 +198,9 @@ async def test_a_comment_on_a_diff_line_reaches_the_agent(lab: LiveServer) -> No
         assert (
             "+3" in await diff.locator(".catty-DiffFile", has_text="notes.txt").first.inner_text()
         )
+        nb = diff.locator(".catty-DiffFile[data-path='demo.ipynb'] .catty-NotebookDiff")
+        await nb.wait_for()
+        assert "answer = 6 * 7" in await nb.inner_text()  # a notebook diff, not raw JSON
         await line.locator(".catty-DiffLine-comment").click()
         box = diff.locator(".catty-CommentBox")
         await box.get_by_label("Comment").fill("Beta deserves a capital B")
@@ -199,7 +220,8 @@ async def test_a_comment_on_a_diff_line_reaches_the_agent(lab: LiveServer) -> No
         assert "notes.txt line 2" in sent and "beta" in sent, sent
         assert lab.request("GET", f"sessions/{label}/comments")["comments"] == []
         assert tab.errors == []
-    lab.request("POST", f"sessions/{label}/stop")
+    for done in (label, other["label"]):
+        lab.request("POST", f"sessions/{done}/stop")
 
 
 def test_the_extension_is_installed_and_enabled(lab: LiveServer) -> None:

@@ -87,14 +87,15 @@ describe('SessionsModel', () => {
     expect(server.requests).toContain('GET sessions?all=1');
   });
 
-  test('tells when a session starts waiting, finishes its turn or fails; not on first load', async () => {
+  test('tells when a session starts waiting, finishes its turn or fails', async () => {
     let list = [session('a', { activity: 'busy' }), session('b', { activity: 'busy' }), session('c', { activity: 'waiting' })];
     server.routes.set('GET sessions', () => ({ body: { sessions: list } }));
     const model = new SessionsModel(server.api(), { pollInterval: 0 });
     const heard: string[] = [];
     model.attention.connect((_, a: IAttention) => heard.push(`${a.session.label}:${a.kind}`));
     await model.refresh();
-    expect(heard).toEqual([]); // c was already waiting before we looked
+    // First look: only a question already waiting is news; a and b being busy is not.
+    expect(heard).toEqual(['c:waiting']);
     list = [
       session('a', { activity: 'waiting' }),
       session('b', { activity: 'idle' }),
@@ -102,10 +103,10 @@ describe('SessionsModel', () => {
       session('d', { activity: 'idle' }) // new: nothing to tell
     ];
     await model.refresh();
-    expect(heard).toEqual(['a:waiting', 'b:finished']);
+    expect(heard).toEqual(['c:waiting', 'a:waiting', 'b:finished']); // c: still the same question
     list = [session('a', { activity: 'idle' }), session('b', { state: 'failed', activity: null })];
     await model.refresh();
-    expect(heard).toEqual(['a:waiting', 'b:finished', 'a:finished', 'b:failed']);
+    expect(heard).toEqual(['c:waiting', 'a:waiting', 'b:finished', 'a:finished', 'b:failed']);
   });
 
   test('a failed refresh keeps the list and says why', async () => {

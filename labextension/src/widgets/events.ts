@@ -10,44 +10,13 @@
 import { MimeModel, IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import type { IEvent } from '../types';
+import { literalHtml } from '../text';
 import { clip, h, summary } from './dom';
 
 /** Lines of a tool output shown before *Show all*. */
 export const OUTPUT_LINES = 20;
 /** Characters of a tool output shown before *Show all*. */
 export const OUTPUT_CHARS = 3000;
-
-/**
- * TEXT with HTML tags made literal outside code, so Markdown shows `<img …>` as text.
- * Code spans and fenced blocks are left alone: Markdown already shows their content verbatim.
- */
-export function literalHtml(text: string): string {
-  const out: string[] = [];
-  let fence: string | null = null;
-  for (const line of text.split('\n')) {
-    const marker = /^\s{0,3}(`{3,}|~{3,})/.exec(line);
-    if (fence !== null) {
-      out.push(line);
-      if (marker && marker[1][0] === fence[0] && marker[1].length >= fence.length) {
-        fence = null;
-      }
-      continue;
-    }
-    if (marker) {
-      fence = marker[1];
-      out.push(line);
-      continue;
-    }
-    // Outside fences: escape `<` except inside `code spans` (runs of backticks pair up).
-    out.push(
-      line
-        .split(/(`+[^`]*`+)/)
-        .map((part, i) => (i % 2 ? part : part.replace(/</g, '&lt;')))
-        .join('')
-    );
-  }
-  return out.join('\n');
-}
 
 /** Renders events into nodes; keeps each tool call's node so its output can join it. */
 export class EventRenderer {
@@ -112,6 +81,11 @@ export class EventRenderer {
         }
         return p.ready ? this._line('catty-Note', 'agent ready') : null;
       case 'result': {
+        // The shell agent ends each command's turn with its exit code instead of a final output.
+        const tool = p.tool_use_id ? this._tools.get(String(p.tool_use_id)) : undefined;
+        if (tool) {
+          this._settle(tool.node, !!p.is_error, p);
+        }
         const secs = ((p.duration_ms || 0) / 1000).toFixed(1);
         const code = 'exit_code' in p ? `, exit ${p.exit_code}` : '';
         const bad = p.is_error || p.interrupted;
@@ -198,11 +172,7 @@ export class EventRenderer {
     // Output may come in chunks; the tool's node shows it all so far.
     tool.text += text;
     if (p.final !== false) {
-      const state = tool.node.querySelector('.catty-Tool-state');
-      if (state) {
-        state.textContent = p.is_error ? `failed${'exit_code' in p ? ` (exit ${p.exit_code})` : ''}` : 'done';
-      }
-      tool.node.classList.toggle('catty-mod-failed', !!p.is_error);
+      this._settle(tool.node, !!p.is_error, p);
     }
     tool.shown?.remove();
     tool.shown = tool.text.trim() ? this._output(tool.text, p.is_error ? 'catty-mod-failed' : '') : null;
@@ -210,6 +180,16 @@ export class EventRenderer {
       tool.outputs.replaceChildren(h('div', { class: 'catty-Tool-label', text: 'Output' }), tool.shown);
     }
     return null;
+  }
+
+  /** Mark a tool call done or failed. */
+  private _settle(node: HTMLElement, failed: boolean, p: Record<string, any>): void {
+    const state = node.querySelector('.catty-Tool-state');
+    if (state) {
+      const code = 'exit_code' in p ? ` (exit ${p.exit_code})` : '';
+      state.textContent = failed ? `failed${code}` : 'done';
+    }
+    node.classList.toggle('catty-mod-failed', failed);
   }
 
   private _output(raw: string, cls: string): HTMLElement {

@@ -97,13 +97,14 @@ class DiffView(widgets.VBox):
             body = widgets.HTML(f"<div class='catty-meta'>notebook diff (nbdime)</div>"
                                 f"{render.pre(str(f['notebook_diff']), None)}")  # fmt: skip
         else:
-            body = self._patch(path, str(f.get("patch") or ""))
+            body = self._patch(path, str(f.get("patch") or ""), f.get("old_path"))
         section = widgets.Accordion(children=[body])
         section.set_title(0, head)
         return section
 
-    def _patch(self, path: str, patch: str) -> widgets.Widget:
-        """The unified diff of PATH as a list of lines; selecting one opens a comment box."""
+    def _patch(self, path: str, patch: str, old_path: str | None = None) -> widgets.Widget:
+        """The unified diff of PATH (renamed from OLD_PATH) as a list of lines; selecting one
+        opens a comment box."""
         lines = patch_lines(patch)
         # git's header lines (diff --git, index, ---/+++) say nothing the title does not.
         first_hunk = next((i for i, line in enumerate(lines) if line.text.startswith("@@")), 0)
@@ -121,7 +122,9 @@ class DiffView(widgets.VBox):
             line = lines[int(change["new"])]
             if line.side is None:
                 return
-            box.children = (picker, self._comment_form(path, line, picker, box))
+            # A removed line of a renamed file is a line of the old file.
+            at = (old_path or path) if line.side == "old" else path
+            box.children = (picker, self._comment_form(at, line, picker, box))
 
         picker.observe(chosen, names="value")
         return box

@@ -96,11 +96,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sessions = new SessionsModel(api, { pollInterval: settings.pollInterval });
     const { commands, shell } = app;
 
-    const panel = new SessionsPanel(sessions, {
-      open: label => void commands.execute(CommandIDs.openSession, { label }),
-      create: () => void commands.execute(CommandIDs.newSession),
-      environments: () => void commands.execute(CommandIDs.environments)
-    });
+    const panel = new SessionsPanel(
+      sessions,
+      {
+        open: label => void commands.execute(CommandIDs.openSession, { label }),
+        create: () => void commands.execute(CommandIDs.newSession),
+        environments: () => void commands.execute(CommandIDs.environments)
+      },
+      client
+    );
     panel.title.icon = catIcon;
     shell.add(panel, settings.panelSide, { rank: 600 });
     restorer?.add(panel, 'catty-sessions');
@@ -271,6 +275,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette?.addItem({ command, category: 'Agent Sessions' });
     }
 
+    // A finished turn the user is looking at needs no toast.
+    const onScreen = (label: string) =>
+      document.visibilityState === 'visible' && shell.currentWidget?.id === `catty-session-${label}`;
     sessions.attention.connect((_, { session, kind }) => {
       const open = {
         label: 'Open',
@@ -282,7 +289,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           autoClose: false,
           actions: [open]
         });
-      } else if (kind === 'finished' && settings.notifyFinished) {
+      } else if (kind === 'finished' && settings.notifyFinished && !onScreen(session.label)) {
         Notification.info(`${session.label} finished its turn`, { autoClose: 6000, actions: [open] });
       } else if (kind === 'failed') {
         Notification.error(`${session.label} failed${session.error ? `: ${session.error}` : ''}`, {

@@ -12,7 +12,7 @@ import pytest
 from catty_jupyter.client import CattyClient, ClientError, ServerInfo
 from catty_jupyter.sandbox.bwrap import SandboxUnavailable
 from catty_jupyter.server import review as review_module
-from tests.conftest import results, wait_for
+from tests.conftest import git, results, wait_for
 from tests.test_cli import Run, catty
 
 __all__ = ["catty"]  # the CLI fixture, used here too
@@ -282,3 +282,30 @@ async def test_the_client_and_the_cli_show_the_diff_and_comments(
     assert code == 0, err
     evs = await session_until(label, lambda e: results(e) >= 2, what="the comment turn")
     assert [e["kind"] for e in evs if e["kind"] in ("comment", "user")][-2:] == ["comment", "user"]
+
+
+async def test_a_comment_on_a_removed_line_of_a_renamed_file_quotes_the_old_file(
+    api: Any, make_repo: Any, session_until: Any
+) -> None:
+    """The diff tabs send a removed line of a renamed file under the file's old path."""
+    repo = make_repo()
+    (repo / "notes.txt").write_text("".join(f"line {i}\n" for i in range(1, 11)))
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-q", "-m", "notes")
+    prompt = "mv notes.txt guide.txt && sed -i 's/^line 2$/line two/' guide.txt"
+    code, s = await api("POST", "sessions", {"agent": "shell", "repo": str(repo),
+                                             "prompt": prompt, "client": "desk"})  # fmt: skip
+    assert code == 201, s
+    label = s["label"]
+    await session_until(label, lambda e: results(e) >= 1, what="the rename")
+    code, diff = await api("GET", f"sessions/{label}/diff")
+    [renamed] = diff["files"]
+    assert (renamed["status"], renamed["old_path"], renamed["path"]) == (
+        "renamed", "notes.txt", "guide.txt",
+    )  # fmt: skip
+    base = f"sessions/{label}/comments"
+    code, old = await api("POST", base, {"path": "notes.txt", "line": 2, "side": "old",
+                                         "text": "why rename it?"})  # fmt: skip
+    assert code == 201 and old["line_text"] == "line 2", old
+    code, new = await api("POST", base, {"path": "guide.txt", "line": 2, "text": "spell it out"})
+    assert code == 201 and new["line_text"] == "line two", new

@@ -118,19 +118,32 @@ export function drawFile(f: IFileDiff, index: number, options: IFileOptions): HT
       };
       toggle.addEventListener('click', () => show(raw.hidden));
       body.append(toggle, raw);
-      drawPatch(raw, path, f.patch, options, () => show(true));
+      drawPatch(raw, pathsOf(f), f.patch, options, () => show(true));
       show(options.rawShown.has(path));
     }
   } else {
-    drawPatch(body, path, f.patch || '', options);
+    drawPatch(body, pathsOf(f), f.patch || '', options);
   }
   return details;
 }
 
-/** The patch of PATH drawn into HOST in the layout of OPTIONS. */
+/**
+ * Which file a line's comment names: the file's path, but a removed line of a renamed file is a
+ * line of the old file (the server looks it up there).
+ */
+interface IPaths {
+  new: string;
+  old: string;
+}
+
+function pathsOf(f: IFileDiff): IPaths {
+  return { new: f.path, old: f.old_path || f.path };
+}
+
+/** The patch of PATHS drawn into HOST in the layout of OPTIONS. */
 function drawPatch(
   host: HTMLElement,
-  path: string,
+  paths: IPaths,
   patch: string,
   options: IFileOptions,
   reveal?: () => void
@@ -144,11 +157,11 @@ function drawPatch(
   const table = h('div', { class: `catty-DiffLines catty-DiffLines--${options.layout}` }, inner);
   if (options.layout === 'unified') {
     for (const line of lines) {
-      inner.append(unifiedRow(options.review, path, line, reveal));
+      inner.append(unifiedRow(options.review, paths, line, reveal));
     }
   } else {
     for (const row of splitRows(lines)) {
-      inner.append(splitRow(options.review, path, row, reveal));
+      inner.append(splitRow(options.review, paths, row, reveal));
     }
   }
   host.append(table);
@@ -171,7 +184,7 @@ function fullRow(line: IPatchLine): HTMLElement {
 
 function unifiedRow(
   review: ReviewComments,
-  path: string,
+  paths: IPaths,
   line: IPatchLine,
   reveal?: () => void
 ): HTMLElement {
@@ -180,6 +193,7 @@ function unifiedRow(
   if (side === null || n === null) {
     return fullRow(line);
   }
+  const path = paths[side];
   const row = lineElement(path, line, side, n, 'catty-DiffLine');
   row.append(
     h('span', { class: 'catty-DiffLine-num catty-DiffLine-oldNum', text: line.old }),
@@ -194,7 +208,7 @@ function unifiedRow(
 
 function splitRow(
   review: ReviewComments,
-  path: string,
+  paths: IPaths,
   split: ISplitRow,
   reveal?: () => void
 ): HTMLElement {
@@ -221,6 +235,7 @@ function splitRow(
     }
     const side = sideOf(line)!;
     const n = numberOf(line)!;
+    const path = paths[side];
     const el = lineElement(path, line, side, n, 'catty-DiffCell catty-DiffLine');
     el.append(
       h('span', { class: 'catty-DiffLine-num', text: num }),

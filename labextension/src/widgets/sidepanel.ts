@@ -23,7 +23,9 @@ export interface ISessionsPanelActions {
 export class SessionsPanel extends Widget {
   constructor(
     readonly model: SessionsModel,
-    private readonly _actions: ISessionsPanelActions
+    private readonly _actions: ISessionsPanelActions,
+    /** This tab's client id: its own focus shows as "you". */
+    private readonly _client = ''
   ) {
     super();
     this.addClass('catty-SessionsPanel');
@@ -105,7 +107,10 @@ export class SessionsPanel extends Widget {
   private _row(s: ISession, now: number): HTMLElement {
     const status = statusOf(s);
     const stat = s.diffstat;
-    const holder = s.focus?.holder;
+    // Focus matters only while the session runs; a stopped one keeps its last holder.
+    const live = s.state === 'running' || s.state === 'starting';
+    const holder = live ? s.focus?.holder : null;
+    const who = holder && holder === this._client ? 'you' : holder;
     const parts = [
       h('span', { class: 'catty-Status', text: status, attrs: { 'data-status': status } }),
       h('span', { class: 'catty-Row-label', text: s.label }),
@@ -123,7 +128,7 @@ export class SessionsPanel extends Widget {
         { class: 'catty-Row-meta' },
         h('span', { text: s.environment, title: 'Environment' }),
         h('span', { text: s.agent, title: 'Agent' }),
-        holder ? h('span', { class: 'catty-Row-holder', text: `⌨ ${holder}`, title: 'Holds input focus' }) : null,
+        holder ? h('span', { class: 'catty-Row-holder', text: `⌨ ${who}`, title: `${holder} holds input focus` }) : null,
         h('span', { text: age(s.last_activity, now), title: `Last active ${new Date(s.last_activity * 1000).toLocaleString()}` }),
         s.archived ? h('span', { class: 'catty-Row-archived', text: 'archived' }) : null
       )
@@ -135,7 +140,7 @@ export class SessionsPanel extends Widget {
         attrs: {
           type: 'button',
           'data-label': s.label,
-          'aria-label': `${s.label}, ${status}, ${s.environment}${holder ? `, ${holder} has control` : ''}${
+          'aria-label': `${s.label}, ${status}, ${s.environment}${holder ? `, ${who} ${who === 'you' ? 'have' : 'has'} control` : ''}${
             stat ? `, ${stat.files_changed} files changed` : ''
           }`
         }

@@ -286,7 +286,7 @@ class _Writer:
         if self.total + more > self.max_bytes:
             where = f" (at {member})" if member else ""
             raise ArchiveError(
-                f"the archive unpacks to over {_human(self.max_bytes)}{where}, over the cap "
+                f"the archive unpacks to over {human_size(self.max_bytes)}{where}, over the cap "
                 "(CattyExtension.max_workspace_bytes); upload less or raise the cap",
                 "too_large", member,
             )  # fmt: skip
@@ -427,7 +427,8 @@ class _Writer:
             raise
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """SIZE in bytes as people read it (`512 B`, `3.2 MiB`)."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024:

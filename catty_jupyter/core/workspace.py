@@ -68,7 +68,7 @@ def create_from_repo(
     size = _measure(top)
     if size > max_bytes:
         raise WorkspaceError(
-            f"the repository at {top} is {_human(size)}, over the {_human(max_bytes)} cap "
+            f"the repository at {top} is {unpack.human_size(size)}, over the {unpack.human_size(max_bytes)} cap "
             f"({_CAP_SETTING}); make it smaller or raise the cap",
             "too_large",
         )
@@ -343,12 +343,3 @@ def without_credentials(url: str) -> str:
         return url
     authority, slash, path = rest.partition("/")
     return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

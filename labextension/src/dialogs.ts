@@ -9,6 +9,7 @@ import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { Widget } from '@lumino/widgets';
 
 import type { CattyAPI } from './api';
+import type { ITeleportInfo } from './types';
 import { shellQuote } from './text';
 import { h, messageOf } from './widgets/dom';
 import { INewSessionDefaults, NewSessionForm } from './widgets/newsession';
@@ -74,16 +75,15 @@ export async function teleport(app: JupyterFrontEnd, api: CattyAPI, label: strin
   if (!label) {
     return;
   }
-  let source: string | null = null;
-  let kind = 'unknown';
+  let info: ITeleportInfo;
   try {
-    const info = await api.teleportInfo(label);
-    source = (info as unknown as { source?: string | null }).source ?? null;
-    kind = String((info.origin as { kind?: string }).kind ?? 'unknown');
+    info = await api.teleportInfo(label);
   } catch (err) {
     Notification.error(`Teleport: ${messageOf(err)}`);
     return;
   }
+  const { source } = info;
+  const kind = info.origin.kind ?? 'unknown';
   const command = `jupyter catty teleport ${shellQuote(label)}`;
   const full = source ? `cd ${shellQuote(source)} && ${command}` : command;
   const body = h(

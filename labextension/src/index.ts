@@ -124,6 +124,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       name: w => w.content.label
     });
 
+    /** Put CONTENT in a closable main-area tab with ID and LABEL, tracked by TRACKER, and show it. */
+    const addTab = async <T extends Widget>(
+      tracker: WidgetTracker<MainAreaWidget<T>>,
+      content: T,
+      id: string,
+      label: string
+    ): Promise<MainAreaWidget<T>> => {
+      const widget = new MainAreaWidget<T>({ content });
+      widget.id = id;
+      widget.title.label = label;
+      widget.title.icon = catIcon;
+      widget.title.closable = true;
+      shell.add(widget, 'main');
+      await tracker.add(widget);
+      shell.activateById(widget.id);
+      return widget;
+    };
+
     const find = <T extends Widget>(tracker: WidgetTracker<MainAreaWidget<T>>, test: (w: T) => boolean) =>
       tracker.find(w => test(w.content));
 
@@ -149,14 +167,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             teleport: l => void commands.execute(CommandIDs.teleport, { label: l })
           }
         });
-        const widget = new MainAreaWidget({ content: view });
-        widget.id = `catty-session-${label}`;
-        widget.title.label = label;
-        widget.title.icon = catIcon;
-        widget.title.closable = true;
-        shell.add(widget, 'main');
-        await views.add(widget);
-        shell.activateById(widget.id);
+        const widget = await addTab(views, view, `catty-session-${label}`, label);
         await view.open();
         return widget;
       }
@@ -177,14 +188,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return open;
         }
         const view = new DiffView({ api, label, client });
-        const widget = new MainAreaWidget({ content: view });
-        widget.id = `catty-diff-${label}`;
-        widget.title.label = `Diff: ${label}`;
-        widget.title.icon = catIcon;
-        widget.title.closable = true;
-        shell.add(widget, 'main');
-        await diffs.add(widget);
-        shell.activateById(widget.id);
+        const widget = await addTab(diffs, view, `catty-diff-${label}`, `Diff: ${label}`);
         await view.refresh();
         return widget;
       }
@@ -195,10 +199,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Start an agent on a copy of a repository',
       icon: args => (args.isPalette ? undefined : catIcon),
       execute: () =>
-        newSession(api, client, { environment: settings.defaultEnvironment, agent: settings.defaultAgent }, fileBrowser, label => {
-        void sessions.refresh();
-        void commands.execute(CommandIDs.openSession, { label });
-      })
+        newSession(
+          api,
+          client,
+          { environment: settings.defaultEnvironment, agent: settings.defaultAgent },
+          fileBrowser,
+          label => {
+            void sessions.refresh();
+            void commands.execute(CommandIDs.openSession, { label });
+          }
+        )
     });
 
     commands.addCommand(CommandIDs.environments, {
@@ -214,14 +224,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const list = new EnvironmentList(api, name =>
           void commands.execute(CommandIDs.editEnvironment, name ? { name } : {})
         );
-        const widget = new MainAreaWidget<Widget>({ content: list });
-        widget.id = 'catty-environments';
-        widget.title.label = 'Environments';
-        widget.title.icon = catIcon;
-        widget.title.closable = true;
-        shell.add(widget, 'main');
-        await envs.add(widget);
-        shell.activateById(widget.id);
+        await addTab<Widget>(envs, list, 'catty-environments', 'Environments');
         await list.refresh();
       }
     });
@@ -232,19 +235,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const name = args.name ? String(args.name) : undefined;
         const editor = new EnvironmentEditor({ api, name, editorServices: editorServices ?? undefined });
-        const widget = new MainAreaWidget<Widget>({ content: editor });
-        widget.id = `catty-env-${name ?? `new-${Date.now()}`}`;
-        widget.title.label = name ? `Environment: ${name}` : 'New environment';
-        widget.title.icon = catIcon;
-        widget.title.closable = true;
+        const widget = await addTab<Widget>(
+          envs,
+          editor,
+          `catty-env-${name ?? `new-${Date.now()}`}`,
+          name ? `Environment: ${name}` : 'New environment'
+        );
         editor.saved.connect((_, env) => {
           widget.title.label = `Environment: ${env.name}`;
           const list = envs.find(w => w.content instanceof EnvironmentList);
           void (list?.content as EnvironmentList | undefined)?.refresh();
         });
-        shell.add(widget, 'main');
-        await envs.add(widget);
-        shell.activateById(widget.id);
         await editor.load();
       }
     });

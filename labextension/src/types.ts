@@ -116,7 +116,11 @@ export interface IAgent {
 /** What teleporting a session needs. */
 export interface ITeleportInfo {
   label: string;
+  agent: string;
   branch: string;
   base_commit: string | null;
-  origin: Record<string, unknown>;
+  /** The repository the session was copied from, on the server (null: none). */
+  source: string | null;
+  origin: { kind?: string; [key: string]: unknown };
+  state: string;
 }

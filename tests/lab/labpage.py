@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.servers import LiveServer
 
@@ -58,11 +58,16 @@ class LabPage:
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     @classmethod
-    async def open(cls, browser: Any, server: LiveServer, color_scheme: str = "light") -> LabPage:
-        """A new context and page showing JupyterLab, once the sessions panel is there."""
-        context = await browser.new_context(viewport=DESKTOP, color_scheme=color_scheme)
+    async def blank(cls, browser: Any, server: LiveServer, **context_options: Any) -> Self:
+        """A new browser context (its own storage: its own tab id) with one empty page."""
+        context = await browser.new_context(**{"viewport": DESKTOP, **context_options})
         context.set_default_timeout(60_000)
-        tab = cls(await context.new_page(), server)
+        return cls(await context.new_page(), server)
+
+    @classmethod
+    async def open(cls, browser: Any, server: LiveServer, color_scheme: str = "light") -> Self:
+        """A new context and page showing JupyterLab, once the sessions panel is there."""
+        tab = await cls.blank(browser, server, color_scheme=color_scheme)
         await tab.page.goto(f"{server.url}lab?token={server.token}", timeout=WAIT_MS)
         await tab.page.locator(".lm-TabBar-tab[data-id='catty-sessions']").wait_for(timeout=WAIT_MS)
         return tab

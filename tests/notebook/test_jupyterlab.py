@@ -15,6 +15,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests.lab.labpage import LabPage
 from tests.server.test_mirror_page import SCREENSHOTS, chromium, wait_until
 from tests.servers import LiveServer
 
@@ -90,21 +91,15 @@ def lab(tmp_path: Path) -> Iterator[LiveServer]:
         server.stop()
 
 
-class LabPage:
-    """One desktop-sized JupyterLab page, with the errors its scripts threw."""
-
-    def __init__(self, page: Any, server: LiveServer) -> None:
-        self.page = page
-        self.server = server
-        self.errors: list[str] = []
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+class NotebookPage(LabPage):
+    """One desktop-sized JupyterLab page showing a notebook, with the errors its scripts threw."""
 
     @classmethod
-    async def open(cls, browser: Any, server: LiveServer, notebook: str = "catty.ipynb") -> LabPage:
+    async def open(  # type: ignore[override]
+        cls, browser: Any, server: LiveServer, notebook: str = "catty.ipynb"
+    ) -> NotebookPage:
         """A new page showing NOTEBOOK, once its kernel is ready."""
-        context = await browser.new_context(viewport=DESKTOP)
-        context.set_default_timeout(60_000)
-        tab = cls(await context.new_page(), server)
+        tab = await cls.blank(browser, server, viewport=DESKTOP)
         await tab.page.goto(f"{server.url}lab/tree/{notebook}?token={server.token}",
                             timeout=WAIT_MS)  # fmt: skip
         await tab.wait_for_notebook()
@@ -160,7 +155,7 @@ async def test_the_widget_fills_in_live_after_the_cell_and_shows_agent_html_as_t
 ) -> None:
     async with chromium() as browser:
         started = time.monotonic()
-        tab = await LabPage.open(browser, lab)
+        tab = await NotebookPage.open(browser, lab)
         page = tab.page
         loaded = time.monotonic()
         cell = await tab.run_both_cells()
@@ -205,7 +200,7 @@ async def test_a_reload_restores_the_widget_from_the_kernel_and_its_send_box_tal
 ) -> None:
     notebook = lab.root_dir / "catty.ipynb"
     async with chromium() as browser:
-        tab = await LabPage.open(browser, lab)
+        tab = await NotebookPage.open(browser, lab)
         page = tab.page
         await tab.run_both_cells()
         turn_done = page.locator(f"{WIDGET} .catty-event", has_text="✓ turn done")
@@ -275,7 +270,7 @@ async def test_diff_comments_session_list_and_environment_editor_in_lab(lab: Liv
     """The other widgets as a user meets them: a comment from a diff line queues for the agent,
     the session list shows the session, the editor shows a refused `.env` line by its field."""
     async with chromium() as browser:
-        tab = await LabPage.open(browser, lab, "review.ipynb")
+        tab = await NotebookPage.open(browser, lab, "review.ipynb")
         page = tab.page
         await page.locator(".jp-NotebookPanel .jp-Cell .jp-InputArea-editor").first.click()
         for _ in REVIEW_CELLS:

@@ -37,11 +37,6 @@ export class EventRenderer {
     return node;
   }
 
-  /** Forget tool calls (the view was cleared). */
-  reset(): void {
-    this._tools.clear();
-  }
-
   private _render(event: IEvent): HTMLElement | null {
     const p = event.payload || {};
     switch (event.kind) {

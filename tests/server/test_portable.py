@@ -262,8 +262,9 @@ def test_a_claude_session_moves_to_another_server_and_remembers(
 
     assert second.resume(label)["state"] == "starting"
     deadline = time.monotonic() + 120
-    while second.get(label)["state"] != "running":
-        assert second.get(label)["state"] == "starting", second.transcript(label)[-3:]
+    while (state := second.get(label)["state"]) != "running":
+        # One read per check: reading twice raced with the start finishing in between.
+        assert state == "starting", second.transcript(label)[-3:]
         assert time.monotonic() < deadline
         time.sleep(0.2)
     second.send(label, "!recall")

@@ -148,7 +148,15 @@ def _repo(handler: CattyHandler, body: dict[str, Any]) -> str | None:
         raise CattyError("repo must be a string", reason="bad_repo")
     _check_text(value, "repo")
     # The CLI and kernels send absolute paths; `~` is the server user's home, as before.
-    if os.path.isabs(value) or value.startswith("~") or handler.serverapp is None:
+    if value.startswith("~"):
+        try:
+            return str(Path(value).expanduser())
+        except RuntimeError:  # `~name` of a user this machine does not have
+            raise CattyError(
+                f"repo {value!r}: no such user's home on the server; give a full path",
+                reason="bad_repo",
+            ) from None
+    if os.path.isabs(value) or handler.serverapp is None:
         return value
     return str(Path(handler.serverapp.root_dir, value))
 

@@ -77,3 +77,11 @@ async def test_relative_repo_is_a_folder_in_the_server_root(
     for made in (s, at_root, absolute):
         code, _ = await api("POST", f"sessions/{made['label']}/stop")
         assert code == 200
+
+
+async def test_a_home_folder_of_an_unknown_user_is_a_clear_400(api: Any) -> None:
+    code, err = await api("POST", "sessions", {"agent": "shell", "repo": "~nosuchuser-catty/app"})
+    assert code == 400 and err["reason"] == "bad_repo", err
+    assert "~nosuchuser-catty/app" in err["message"] and "full path" in err["message"]
+    code, listing = await api("GET", "sessions")
+    assert code == 200 and listing["sessions"] == []  # nothing half-made

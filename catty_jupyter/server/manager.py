@@ -94,7 +94,7 @@ class SessionManager(LoggingConfigurable):
         self._launching: dict[str, asyncio.Task[Any]] = {}
         """Each session's launch while it runs (a setup script may take minutes): stopping or
         deleting the session cancels it."""
-        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._subscribers: dict[str, set[Callable[[Event], None]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.focus = FocusKeeper(self.store, focus_grace, self._record)
@@ -705,19 +705,21 @@ class SessionManager(LoggingConfigurable):
 
     # -- subscribers --------------------------------------------------------------------------
 
-    def subscribe(self, session_id: str) -> asyncio.Queue[Event]:
-        """A queue that receives every event indexed from now on."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._subscribers.setdefault(session_id, set()).add(queue)
-        return queue
+    def subscribe(self, session_id: str, deliver: Callable[[Event], None]) -> None:
+        """Call DELIVER with every event of the session indexed from now on, in order, as soon
+        as it is in the index (so a subscriber that falls behind can read what it missed)."""
+        self._subscribers.setdefault(session_id, set()).add(deliver)
 
-    def unsubscribe(self, session_id: str, queue: asyncio.Queue[Event]) -> None:
-        """Stop delivering events to QUEUE."""
-        self._subscribers.get(session_id, set()).discard(queue)
+    def unsubscribe(self, session_id: str, deliver: Callable[[Event], None]) -> None:
+        """Stop calling DELIVER."""
+        self._subscribers.get(session_id, set()).discard(deliver)
 
     def _publish(self, session_id: str, event: Event) -> None:
-        for queue in self._subscribers.get(session_id, ()):
-            queue.put_nowait(event)
+        for deliver in list(self._subscribers.get(session_id, ())):
+            try:
+                deliver(event)
+            except Exception:  # one broken viewer must not stop the others or the indexing
+                self.log.exception("catty: a viewer of session %s failed", session_id)
 
     # -- life of the manager --------------------------------------------------------------------
 

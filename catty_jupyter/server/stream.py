@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -16,20 +17,35 @@ from .manager import SessionManager
 
 AUTH_RESOURCE = "catty"
 REPLAY_PAGE = 500
-"""Events read from the store at a time while replaying to a late subscriber."""
+"""Events read from the index at a time while a viewer catches up."""
+MAX_UNSENT = 1000
+"""Events written to a viewer's socket and not yet sent, past which it catches up from the index
+instead: a slow viewer holds at most this many in memory, whatever the session's pace."""
 
 
 class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore[misc]
-    """Each message sent is one transcript event as JSON."""
+    """Each message sent is one transcript event as JSON.
+
+    A viewer is either *live* (the manager hands it each event as it is indexed and it writes it
+    at once, with no task of its own) or *catching up* (a task reads the index from the last
+    event written, a page at a time, waiting for the socket between pages). It starts catching
+    up (the replay from `after`), goes live once the index has nothing more, and catches up again
+    whenever its socket falls MAX_UNSENT events behind. Events go out in order, each once.
+    """
 
     auth_resource = AUTH_RESOURCE
 
     def initialize(self) -> None:  # type: ignore[override]
         """Per-connection state."""
-        self._queue: asyncio.Queue[Event] | None = None
         self._session_id: str | None = None
-        self._task: asyncio.Task[None] | None = None
         self._client: str | None = None
+        self._after = 0
+        self._last = 0
+        """The newest seq written to the socket."""
+        self._unsent = 0
+        self._newest_write: asyncio.Future[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
+        self._subscribed = False
 
     @property
     def manager(self) -> SessionManager:
@@ -68,48 +84,71 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
             await result
 
     def open(self, key: str) -> None:  # type: ignore[override]
-        """Subscribe first, then replay: events indexed meanwhile are in the queue, not lost."""
+        """Subscribe, then replay from `after` by catching up: an event indexed meanwhile is
+        in the index by the time the replay reads it, so nothing falls between the two."""
         assert self._session_id is not None
-        self._queue = self.manager.subscribe(self._session_id)
+        self._last = self._after
+        self.manager.subscribe(self._session_id, self._deliver)
+        self._subscribed = True
         if self._client is not None:
             self.manager.focus.opened(self.manager.get(self._session_id), self._client)
-        self._task = asyncio.ensure_future(self._forward())
+        self._catch_up()
 
-    async def _forward(self) -> None:
-        assert self._queue is not None and self._session_id is not None
-        last = self._after
+    def _deliver(self, event: Event) -> None:
+        """The manager indexed EVENT: write it now if this viewer is live and level with it."""
+        if self._catching_up is not None or event.seq <= self._last:
+            return  # the catch-up reads it from the index
+        if event.seq > self._last + 1 or self._unsent >= MAX_UNSENT:
+            self._catch_up()
+            return
+        with contextlib.suppress(websocket.WebSocketClosedError):  # on_close unsubscribes
+            self._write(event)
+
+    def _catch_up(self) -> None:
+        self._catching_up = asyncio.ensure_future(self._read_index())
+
+    async def _read_index(self) -> None:
+        """Write what the index holds after the last event written, a page at a time, until
+        it holds nothing more; then this viewer is live again."""
+        assert self._session_id is not None
         session = self.manager.get(self._session_id)
         try:
-            # Replay page by page, so a long transcript never sits in memory whole.
-            while page := self.manager.transcript(session, after=last, limit=REPLAY_PAGE):
-                for event in page:
-                    await self.write_message(event.wire)
-                    last = event.seq
             while True:
-                event = await self._queue.get()
-                if event.seq <= last:
-                    continue
-                if event.seq > last + 1:
-                    # The queue skipped ahead of what was replayed: fill from the index.
-                    for missing in self.manager.transcript(
-                        session, after=last, limit=event.seq - last - 1
-                    ):
-                        await self.write_message(missing.wire)
-                        last = missing.seq
-                await self.write_message(event.wire)
-                last = event.seq
+                if self._newest_write is not None:
+                    await self._newest_write  # the socket has sent all that was written
+                page = self.manager.transcript(session, after=self._last, limit=REPLAY_PAGE)
+                if not page:
+                    break
+                for event in page:
+                    self._write(event)
         except (websocket.WebSocketClosedError, asyncio.CancelledError):
-            pass
+            return  # closed: stay out of live delivery until on_close unsubscribes
+        # Level with the index, with no wait since reading it: from here the manager's next
+        # event is exactly the next one.
+        self._catching_up = None
+
+    def _write(self, event: Event) -> None:
+        written = self.write_message(event.wire)
+        self._last = event.seq
+        self._unsent += 1
+        written.add_done_callback(self._sent)
+        self._newest_write = written
+
+    def _sent(self, written: asyncio.Future[None]) -> None:
+        self._unsent -= 1
+        if not written.cancelled():
+            written.exception()  # retrieved: a closed socket is handled where it is awaited
 
     def on_message(self, message: str | bytes) -> None:
         """Clients only listen on this socket; input goes through the REST API."""
 
     def on_close(self) -> None:
         """Unsubscribe."""
-        if self._task is not None:
-            self._task.cancel()
-        if self._queue is not None and self._session_id is not None:
-            self.manager.unsubscribe(self._session_id, self._queue)
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+        if self._subscribed and self._session_id is not None:
+            self._subscribed = False
+            self.manager.unsubscribe(self._session_id, self._deliver)
             if self._client is not None:
                 self.manager.focus.closed(self._session_id, self._client)
 

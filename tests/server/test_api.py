@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from catty_jupyter.server import stream
 from tests.conftest import results
 
 
@@ -100,6 +101,50 @@ async def test_stream_replays_from_after_then_goes_live_without_gap_or_duplicate
     assert [e for e in full if after < e["seq"] <= seqs[-1]] == got
     out = "".join(e["payload"].get("output", "") for e in full if e["kind"] == "tool_result")
     assert out.count("line-6") == 1
+
+
+@pytest.mark.parametrize("max_unsent", [stream.MAX_UNSENT, 50])
+async def test_a_burst_reaches_every_viewer_in_order_exactly_once(
+    api: Any, jp_ws_fetch: Any, jp_serverapp: Any, monkeypatch: Any, max_unsent: int
+) -> None:
+    """A viewer following live and one that joins mid-burst and replays each get every event,
+    in order, once; also when the burst outruns their sockets (a small MAX_UNSENT), so they
+    fall back to reading the index and then go live again."""
+    monkeypatch.setattr(stream, "MAX_UNSENT", max_unsent)
+    manager = jp_serverapp.web_app.settings["catty_manager"]
+    _code, s = await api("POST", "sessions", {"agent": "shell"})
+    label = s["label"]
+    code, _ = await api("POST", f"sessions/{label}/stop")
+    assert code == 200
+    session = manager.get(label)
+
+    async def open_viewer(after: int) -> Any:
+        return await jp_ws_fetch(
+            "catty", "v1", "sessions", label, "stream", params={"after": str(after)}
+        )
+
+    def burst(n: int) -> int:
+        # In one go, without yielding: every viewer's queue fills faster than it can write.
+        for i in range(n):
+            manager._write(session, "system", {"message": f"burst line {i}"})
+        return int(manager.store.last_seq(session.id))
+
+    async def read_until(ws: Any, seq: int) -> list[int]:
+        seqs: list[int] = []
+        while not seqs or seqs[-1] < seq:
+            seqs.append(json.loads(await asyncio.wait_for(ws.read_message(), 30))["seq"])
+        return seqs
+
+    following = await open_viewer(0)
+    middle = burst(700)
+    joining = await open_viewer(middle - 350)
+    last = burst(700)
+    live = await read_until(following, last)
+    late = await read_until(joining, last)
+    following.close()
+    joining.close()
+    assert live == list(range(1, last + 1))
+    assert late == list(range(middle - 349, last + 1))
 
 
 async def test_stream_rejects_unknown_sessions(jp_ws_fetch: Any) -> None:

@@ -7,8 +7,10 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -33,6 +35,11 @@ def inherited_env() -> dict[str, str]:
     """The server's own variables a sandbox starts with (only those in INHERITED_ENV)."""
     return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
 
+
+READY_TIMEOUT = 60.0
+"""Seconds a runtime has to answer once its process is up."""
+IOPUB_CHECK = 0.2
+"""Seconds to hear the runtime on IOPub after it answered, before asking again."""
 
 EventSink = Callable[[Event], Awaitable[None]]
 ExitSink = Callable[[int | None], Awaitable[None]]
@@ -124,11 +131,37 @@ class RuntimeHandle:
     async def _connect(self, on_event: EventSink, on_exit: ExitSink) -> None:
         self.client = self.km.client()
         self.client.start_channels()
-        await self.client.wait_for_ready(timeout=60)
-        self._tasks.append(asyncio.create_task(self._pump(on_event)))
+        # The pump runs from the start, so whatever a runtime publishes meanwhile (one being
+        # re-attached may be mid-turn) is indexed, not swallowed by the wait.
+        heard = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._pump(on_event, heard)))
+        await self._wait_answering(heard, timeout=READY_TIMEOUT)
         self._tasks.append(asyncio.create_task(self._watch(on_exit)))
 
-    async def _pump(self, on_event: EventSink) -> None:
+    async def _wait_answering(self, heard: asyncio.Event, timeout: float) -> None:
+        """Wait until the runtime answers `kernel_info` and its IOPub reaches the pump.
+
+        Unlike jupyter_client's `wait_for_ready`, no 0.2 s of IOPub silence is awaited at the
+        end: that wait was a fixed cost of every session start and resume.
+        """
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            self.client.kernel_info()
+            with contextlib.suppress(Empty):
+                reply = await self.client.get_shell_msg(timeout=1)
+                # The kernel publishes its status around every request it handles: the pump
+                # hearing one shows the IOPub subscription is live, so no event is missed.
+                if reply.get("msg_type") == "kernel_info_reply":
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(heard.wait(), IOPUB_CHECK)
+                        return
+            if not await self.km.is_alive():
+                raise RuntimeError("the runtime ended before it answered")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the runtime did not answer in {timeout:.0f} s")
+
+    async def _pump(self, on_event: EventSink, heard: asyncio.Event) -> None:
         assert self.client is not None
         while True:
             try:
@@ -138,6 +171,7 @@ class RuntimeHandle:
             except Exception:
                 await asyncio.sleep(0.05)
                 continue
+            heard.set()
             if msg.get("msg_type") != "display_data":
                 continue
             data = (msg.get("content") or {}).get("data") or {}

@@ -160,7 +160,7 @@ def cmd_answer(c: CattyClient, a: argparse.Namespace) -> None:
 
 
 def cmd_resume(c: CattyClient, a: argparse.Namespace) -> None:
-    """Resume a stopped or failed session."""
+    """Resume a stopped, failed or expired session."""
     s = c.resume(a.label)
     print(s["state"], flush=True)
     print(f"  follow it: jupyter catty attach {a.label}", file=sys.stderr)
@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=int, default=30, help="recent events to show first")
     p.set_defaults(func=cmd_attach)
 
-    p = sub.add_parser("resume", help="resume a stopped or failed session")
+    p = sub.add_parser("resume", help="resume a stopped, failed or expired session")
     p.add_argument("label")
     p.set_defaults(func=cmd_resume)
 

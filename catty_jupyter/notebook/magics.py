@@ -28,7 +28,7 @@ USAGE = """\
 %catty send LABEL MESSAGE         send a message (queued line comments go with it)
 %catty diff LABEL                 what the session changed; comment on lines
 %catty stop LABEL                 stop a session (its workspace and transcript stay)
-%catty resume LABEL               resume a stopped session
+%catty resume LABEL               resume a stopped, failed or expired session
 %catty download LABEL [-o FILE]   save its workspace as a .tar.gz
 %catty teleport LABEL [--stash]   check its branch out in this repository, with its transcript
                                   (and, for claude, the conversation for `claude --resume`)

@@ -35,7 +35,7 @@ class TranscriptView(widgets.VBox):
     last_seq = Int(0).tag(sync=True)
     """The newest event shown: after a reconnect, following resumes from here."""
     activity = Unicode("").tag(sync=True)
-    """starting, idle, busy, waiting, stopped or failed."""
+    """starting, idle, busy, waiting, stopped, failed or expired."""
     focus_holder = Unicode("").tag(sync=True)
     """The client holding input focus ("" when nobody does)."""
 
@@ -191,6 +191,8 @@ class TranscriptView(widgets.VBox):
             self.activity = "failed"
         if kind == "system" and str(p.get("message", "")).startswith("session stopped"):
             self.activity = "stopped"
+        if p.get("expired") or p.get("ended_idle"):  # the idle TTL ended the runtime
+            self.activity = "expired"
 
     def _add_permission(self, p: dict[str, Any]) -> None:
         rid = str(p.get("request_id"))

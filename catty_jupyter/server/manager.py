@@ -470,7 +470,7 @@ class SessionManager(LoggingConfigurable):
         session = self.store.get_session(session_id)
         if session is not None and self._ended_idle(session):
             await self._release(session_id)
-            self._end(session_id, SessionState.STOPPED)
+            self._end(session_id, SessionState.EXPIRED)
             return
         await self._fail(session_id, f"the runtime ended unexpectedly ({_describe_exit(code)}); "
                          "resume the session to go on with a fresh runtime")  # fmt: skip
@@ -543,6 +543,7 @@ class SessionManager(LoggingConfigurable):
                 SessionState.STARTING: "; wait until it is ready",
                 SessionState.STOPPED: f"; resume it first (jupyter catty resume {session.label})",
                 SessionState.FAILED: f"; resume it first (jupyter catty resume {session.label})",
+                SessionState.EXPIRED: f"; resume it first (jupyter catty resume {session.label})",
             }.get(session.state, "")
             raise Conflict(
                 f"session {session.label} is {session.state.value}, not running{hint}",
@@ -646,7 +647,8 @@ class SessionManager(LoggingConfigurable):
         return self.get(session.id)
 
     async def resume(self, session: Session, client: str | None = None) -> Session:
-        """Start a fresh runtime for a stopped or failed session, its conversation restored.
+        """Start a fresh runtime for a stopped, failed or expired session, its conversation
+        restored.
 
         The environment's setup is not run again: the workspace already holds its result.
         """
@@ -764,7 +766,7 @@ class SessionManager(LoggingConfigurable):
         if not alive:
             _end_leftover_runtime(info.get("pids") or [])
             if self._ended_idle(session):
-                self._end(session.id, SessionState.STOPPED)
+                self._end(session.id, SessionState.EXPIRED)
             else:
                 await self._fail(session.id, "the runtime ended while the Jupyter server was "
                                  "down; resume the session to go on")  # fmt: skip
@@ -873,7 +875,8 @@ class SessionManager(LoggingConfigurable):
         return [s for s in map(self.store.get_session, list(self.runtimes)) if s is not None]
 
     async def cull_idle(self) -> list[str]:
-        """Stop running sessions idle for longer than `cull_idle_timeout`; return their labels.
+        """End the runtimes of running sessions idle for longer than `cull_idle_timeout`; those
+        sessions are `expired` (resume brings them back); return their labels.
 
         Idle means no transcript event (agent output, a message, a focus change, a permission
         answer) for that long while the agent is not busy. Watching does not count.
@@ -885,10 +888,12 @@ class SessionManager(LoggingConfigurable):
                 continue
             idle = now - session.last_activity
             if idle >= self.cull_idle_timeout:
-                await self.stop(
-                    session, message=f"stopped after {idle:.0f} s idle (the idle TTL is "
-                    f"{self.cull_idle_timeout:.0f} s); resume it to go on",
-                )  # fmt: skip
+                await self._release(session.id)
+                self._end(session.id, SessionState.EXPIRED, "system", {
+                    "message": f"expired after {idle:.0f} s idle (the idle TTL is "
+                    f"{self.cull_idle_timeout:.0f} s); resume it to go on with its conversation",
+                    "expired": True,
+                })  # fmt: skip
                 culled.append(session.label)
         return culled
 

@@ -117,6 +117,28 @@ def test_focus_decides_what_the_widget_may_do(server: LiveServer) -> None:
         view.close()
 
 
+def test_an_expired_session_says_so_and_takes_no_message(tmp_path: Path) -> None:
+    """The idle TTL ends the runtime: the widget shows `expired` and disables sending, and
+    the session resumes from there."""
+    config = {"cull_idle_timeout": 2, "cull_interval": 0.5}
+    server = LiveServer(tmp_path / "data", tmp_path / "root", config=config).start()
+    try:
+        client = _client(server)
+        label = _shell_session(client, 1)
+        view = TranscriptView(client, label).open_session()
+        try:
+            _until(lambda: view.activity == "expired", "the idle TTL to expire the session", 30)
+            _until(lambda: view.send_button.disabled, "sending to be disabled")
+            assert "catty-badge-expired" in view.title.value
+            assert client.get(label)["state"] == "expired"
+        finally:
+            view.close()
+        assert client.resume(label)["state"] == "starting"
+        _until(lambda: client.get(label)["state"] == "running", "the resumed runtime", 60)
+    finally:
+        server.stop()
+
+
 def test_diff_widget_comments_reach_the_agent(server: LiveServer, tmp_path: Path) -> None:
     """Selecting a diff line opens a comment box; the comment queues, can be withdrawn, and
     goes to the agent with the next message as a `comment` event."""

@@ -1,4 +1,4 @@
-"""The idle TTL: idle sessions stop (and resume), busy ones keep the server's activity fresh."""
+"""The idle TTL: idle sessions expire (and resume), busy ones keep the server's activity fresh."""
 
 from __future__ import annotations
 
@@ -17,20 +17,27 @@ def catty_config() -> dict[str, Any]:
     return {"cull_idle_timeout": 2, "cull_interval": 0.5}
 
 
-async def test_an_idle_session_is_stopped_and_keeps_its_work(
+async def test_an_idle_session_expires_and_keeps_its_work(
     api: Any, session_until: Any, events: Any, tmp_path: Any
 ) -> None:
     code, s = await api("POST", "sessions", {"agent": "shell", "prompt": "echo kept > kept.txt"})
     label = s["label"]
     await session_until(label, lambda e: results(e) >= 1, what="the first command")
 
-    async def stopped() -> Any:
+    async def expired() -> Any:
         _code, info = await api("GET", f"sessions/{label}")
-        return info if info["state"] == "stopped" else None
+        return info if info["state"] == "expired" else None
 
-    await wait_for(stopped, timeout=20, what="the idle session to be culled")
+    await wait_for(expired, timeout=20, what="the idle session to be culled")
     last = (await events(label))[-1]
-    assert last["kind"] == "system" and "idle" in last["payload"]["message"]
+    assert last["kind"] == "system" and last["payload"].get("expired") is True
+    assert (
+        "expired after" in last["payload"]["message"] and "idle TTL" in last["payload"]["message"]
+    )
+    code, body = await api("POST", f"sessions/{label}/messages", {"text": "echo too late"})
+    assert code == 409 and "expired" in body["message"] and "resume" in body["message"]
+    code, listing = await api("GET", "sessions")
+    assert [x["state"] for x in listing["sessions"] if x["label"] == label] == ["expired"]
     workspace = tmp_path / "catty-data" / "sessions" / s["id"] / "workspace"
     assert (workspace / "kept.txt").read_text() == "kept\n"
 

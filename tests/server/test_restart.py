@@ -135,10 +135,10 @@ async def test_a_runtime_with_no_server_ends_itself_after_the_idle_ttl(tmp_path:
         assert any(runtime_alive(p) for p in pids)
         _wait(lambda: not any(runtime_alive(p) for p in pids), 30, "the orphaned runtime to end")
 
-        # The next server finds it ended on its own: stopped, not failed, and says why.
+        # The next server finds it ended on its own: expired, not failed, and says why.
         live.start()
         info = client.get(label)
-        assert info["state"] == "stopped", info
+        assert info["state"] == "expired", info
         last = client.transcript(label, limit=5000)[-1]
         assert last["payload"].get("ended_idle") is True
         assert "ended itself" in last["payload"]["message"]

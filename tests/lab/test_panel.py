@@ -124,8 +124,15 @@ async def test_take_control_in_a_second_browser_and_the_first_loses_it(lab: Live
         await tool.locator(".catty-Output", has_text="from-the-second-browser").wait_for()
         await screenshot(first.page, "lab-focus-lost.png")
         await screenshot(second.page, "lab-focus-taken.png")
+
+        # Stopped, nobody holds control any more: both tabs say to resume, and cannot send.
+        lab.request("POST", f"sessions/{label}/stop", {"client": "lab-someone-else"})
+        for view in (one, two):
+            await view.locator(".catty-Focus-text", has_text="stopped: Resume").wait_for()
+            assert await view.get_by_label("Message to the agent").is_disabled()
+            assert not await view.get_by_role("button", name="Take control").is_visible()
+            assert await view.get_by_role("button", name="Resume").is_enabled()
         assert first.errors == [] and second.errors == []
-    lab.request("POST", f"sessions/{label}/stop")
 
 
 @pytest.mark.claude

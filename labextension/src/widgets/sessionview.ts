@@ -292,21 +292,27 @@ export class SessionView extends Widget {
     this._conn.textContent = { connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…', closed: 'closed' }[m.streamState];
     this._conn.dataset.conn = m.streamState;
 
+    // Input focus means something only while a runtime serves the session.
+    const ended = s !== null && s.state !== 'running' && s.state !== 'starting';
     const holder = m.focus?.holder ?? null;
-    const focusClass = m.hasFocus ? 'me' : holder ? 'other' : 'nobody';
+    const focusClass = ended ? 'nobody' : m.hasFocus ? 'me' : holder ? 'other' : 'nobody';
     this.node.dataset.focus = focusClass;
-    this._focusText.textContent = m.hasFocus
-      ? 'You have control here.'
-      : holder
-        ? `${holder} has control${m.focus?.connected === false ? ' (away)' : ''}; you are watching.`
-        : 'Nobody has control; sending a message takes it.';
-    this._take.hidden = m.hasFocus;
-    const canSend = m.canSend;
+    this._focusText.textContent = ended
+      ? `This session is ${s.state}: Resume starts a fresh runtime with its conversation.`
+      : m.hasFocus
+        ? 'You have control here.'
+        : holder
+          ? `${holder} has control${m.focus?.connected === false ? ' (away)' : ''}; you are watching.`
+          : 'Nobody has control; sending a message takes it.';
+    this._take.hidden = ended || m.hasFocus;
+    const canSend = !ended && m.canSend;
     this._text.disabled = !canSend;
     this._send.disabled = !canSend;
-    this._text.placeholder = canSend
-      ? 'Message the agent… (Enter sends)'
-      : 'Take control to send messages and answer permission requests';
+    this._text.placeholder = ended
+      ? 'Resume the session to send messages'
+      : canSend
+        ? 'Message the agent… (Enter sends)'
+        : 'Take control to send messages and answer permission requests';
     this._showPending(m.pending, m.hasFocus || !holder);
   }
 

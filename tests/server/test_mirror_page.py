@@ -333,6 +333,25 @@ async def test_take_control_shows_who_holds_focus_live(
         shot = tmp_path / "mirror-watching.png"
         await page.screenshot(path=str(shot))
         save_screenshot(shot)
+
+        # Stopped: no control to take; the button resumes it, and the page can send again.
+        code, _ = await api("POST", f"sessions/{label}/stop", {"client": "laptop-1"})
+        assert code == 200
+        await page.wait_for_selector("#focus[data-who='ended']")
+        assert "This session is stopped" in await page.locator("#focus-text").inner_text()
+        assert await page.locator("#take").inner_text() == "Resume"
+        assert await page.locator("#text").is_disabled()
+        assert not await page.locator("#notice").is_visible()  # "laptop-1 holds focus" is moot
+        shot = tmp_path / "mirror-stopped.png"
+        await page.screenshot(path=str(shot))
+        save_screenshot(shot)
+        await page.click("#take")
+        await page.wait_for_selector("#focus:not([data-who='ended'])")
+        code, info = await api("GET", f"sessions/{label}")
+        assert info["state"] in ("starting", "running"), info
+        await page.wait_for_selector("#state[data-state='idle']")
+        assert await page.locator("#text").is_enabled()
+        assert phone.errors == []
     await api("POST", f"sessions/{label}/stop")
 
 

@@ -278,11 +278,20 @@
     ui.meta.textContent = [s.agent, s.environment, s.branch].filter(Boolean).join(" · ");
   }
 
+  // A session no runtime serves (stopped, failed, expired) has no control to take: resume it.
+  function ended() {
+    const s = st.session;
+    return Boolean(s) && s.state !== "running" && s.state !== "starting";
+  }
+
   function showFocus() {
     const f = st.focus;
     let who = "unknown";
     let text = "Nobody is known to have control";
-    if (f && !f.holder) {
+    if (ended()) {
+      who = "ended";
+      text = `This session is ${st.session.state}`;
+    } else if (f && !f.holder) {
       who = "nobody";
       text = "Nobody has control";
     } else if (f && f.holder === CLIENT) {
@@ -292,10 +301,16 @@
       who = "other";
       text = `${f.holder} has control${f.connected === false ? " (away)" : ""} · you are watching`;
     }
+    // A notice about control (someone else holds it) is moot once the session has ended.
+    if (who === "ended" && ui.focus.dataset.who !== "ended") notify("");
     ui.focus.dataset.who = who;
     ui.focusText.textContent = text;
+    ui.take.textContent = who === "ended" ? "Resume" : "Take control";
     ui.take.hidden = who === "me";
-    ui.text.placeholder = who === "other" ? "Take control to send…" : "Message the agent…";
+    ui.text.disabled = who === "ended";
+    ui.send.disabled = who === "ended";
+    ui.text.placeholder = who === "ended" ? "Resume the session to send…"
+      : who === "other" ? "Take control to send…" : "Message the agent…";
   }
 
   // Cards are kept, not redrawn, so a refresh does not undo a tap that is still on its way.
@@ -495,12 +510,18 @@
 
   async function takeControl() {
     ui.take.disabled = true;
+    const resuming = ended();
     try {
-      st.focus = await call("POST", "/focus", { client: CLIENT });
+      if (resuming) {
+        st.session = await call("POST", "/resume", { client: CLIENT });
+        showState();
+      } else {
+        st.focus = await call("POST", "/focus", { client: CLIENT });
+      }
       showFocus();
       notify("");
     } catch (err) {
-      notify(`Could not take control: ${err.message}`);
+      notify(`Could not ${resuming ? "resume" : "take control"}: ${err.message}`);
     } finally {
       ui.take.disabled = false;
     }

@@ -31,6 +31,9 @@ from typing import Any
 from .._version import __version__
 
 META = "meta.json"
+PRUNE_GRACE = 3600.0
+"""Seconds past `max_age` before a snapshot nobody mounts is removed: a session that looked it
+up just before it expired has long since recorded that it uses it."""
 
 
 @dataclass(frozen=True)
@@ -161,11 +164,79 @@ class EnvironmentCache:
             raise
         return snapshot
 
+    def prune(self, keep: set[Path]) -> list[Path]:
+        """Remove the snapshots no session needs; return what was removed.
+
+        A build goes when a newer one replaced it, or it is older than `max_age` so the next
+        session would rebuild it anyway (either for PRUNE_GRACE already, so a session that
+        looked it up just before has recorded it), unless it is in KEEP: what sessions, running
+        or stopped, mount (resume needs it as it was). A partial build goes when no build of
+        its key runs (a crashed server left it). Keys being built, here or in another process
+        on this data directory, are left alone.
+        """
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        now = time.time()
+        for key_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if self.building(key_dir.name):
+                continue
+            lock = _try_lock_file(key_dir / ".lock")
+            if lock is None:
+                continue  # another process builds this key right now
+            try:
+                current = _read_text(key_dir / "current")
+                # The others were replaced when the current one was finished.
+                replaced_at = _built_at(key_dir / current) if current else 0.0
+                for build in sorted(p for p in key_dir.iterdir() if p.is_dir()):
+                    if build.name.startswith(".partial-"):
+                        stale = True
+                    elif build in keep:
+                        stale = False
+                    elif build.name != current:
+                        stale = now - replaced_at > PRUNE_GRACE
+                    else:
+                        stale = 0 < self.max_age < now - _built_at(build) - PRUNE_GRACE
+                    if stale:
+                        remove_tree(build)
+                        removed.append(build)
+            finally:
+                lock.close()
+        return removed
+
 
 def _lock_file(path: Path) -> Any:
     handle = path.open("a")
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
+
+
+def _try_lock_file(path: Path) -> Any:
+    """PATH locked as `_lock_file` does, or None when someone else holds it."""
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _built_at(build: Path) -> float:
+    """When BUILD was finished: its metadata's time, else its directory's, else 0 (long ago)."""
+    try:
+        return float(json.loads((build / META).read_text())["built"])
+    except (OSError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError):
+            return build.stat().st_mtime
+        return 0.0
 
 
 def remove_tree(path: Path) -> None:

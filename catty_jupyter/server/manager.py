@@ -91,6 +91,7 @@ class SessionManager(LoggingConfigurable):
         self._end_reasons: dict[str, str] = {}
         """Why the server itself ended a runtime (over its memory limit), by session id."""
         self._disk_checked = 0.0
+        self._snapshots_pruned = -SNAPSHOT_PRUNE_SECONDS  # so the first housekeeping round prunes
         self._launching: dict[str, asyncio.Task[Any]] = {}
         """Each session's launch while it runs (a setup script may take minutes): stopping or
         deleting the session cancels it."""
@@ -809,6 +810,9 @@ class SessionManager(LoggingConfigurable):
                 if now - self._disk_checked >= DISK_CHECK_SECONDS:
                     self._disk_checked = now
                     await self._check_disk()
+                if now - self._snapshots_pruned >= SNAPSHOT_PRUNE_SECONDS:
+                    self._snapshots_pruned = now
+                    await self.prune_snapshots()
                 if self.cull_idle_timeout > 0 and now - last_cull >= self.cull_interval:
                     last_cull = now
                     await self.cull_idle()
@@ -851,6 +855,22 @@ class SessionManager(LoggingConfigurable):
         provisioner = handle.km.provisioner if handle is not None else None
         pid = getattr(provisioner, "sandbox_pid", None) or getattr(provisioner, "pid", None)
         return int(pid) if pid else None
+
+    async def prune_snapshots(self) -> list[Path]:
+        """Remove environment snapshots that no session, running or stopped, mounts and that a
+        newer build replaced or that are too old to be used again; return what was removed."""
+        if any(not launch.done() for launch in self._launching.values()):
+            return []  # a launch may be about to record a snapshot it looked up: next time
+        keep = {
+            Path(s.runtime["snapshot"]["path"])
+            for s in self.store.list_sessions(include_archived=True)
+            if (s.runtime or {}).get("snapshot")
+        }
+        removed = await asyncio.to_thread(self.sandboxes.cache.prune, keep)
+        if removed:
+            self.log.info("catty: removed %d environment snapshot(s) no session uses: %s",
+                          len(removed), ", ".join(str(p) for p in removed))  # fmt: skip
+        return removed
 
     async def _check_disk(self) -> None:
         """Measure each live session's disk use (shown in the API), and stop a session that
@@ -945,6 +965,8 @@ def _over_memory(limit: int, used: int) -> str:
 
 
 DISK_CHECK_SECONDS = 10.0
+SNAPSHOT_PRUNE_SECONDS = 3600.0
+"""How often housekeeping removes environment snapshots nobody needs (and once at start)."""
 """How often live sessions' disk use is measured."""
 
 

@@ -19,6 +19,7 @@ from ..core.environments import BadEnvironment
 from ..core.errors import CattyError
 from .manager import SessionManager
 from .stream import StreamHandler
+from .updates import UpdatesHandler
 
 AUTH_RESOURCE = "catty"
 MAX_BODY_BYTES = 1 << 20
@@ -580,6 +581,7 @@ default_handlers = [
     (rf"/catty/v1/sessions/{_KEY}/bundle", BundleHandler),
     (rf"/catty/v1/sessions/{_KEY}/conversation", ConversationHandler),
     (rf"/catty/v1/sessions/{_KEY}/push", PushHandler),
+    (r"/catty/v1/updates", UpdatesHandler),
     (r"/catty/v1/agents", AgentsHandler),
     (r"/catty/v1/environments", EnvironmentsHandler),
     (r"/catty/v1/environments/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)", EnvironmentHandler),

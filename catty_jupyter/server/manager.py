@@ -96,13 +96,15 @@ class SessionManager(LoggingConfigurable):
         """Each session's launch while it runs (a setup script may take minutes): stopping or
         deleting the session cancels it."""
         self._subscribers: dict[str, set[Callable[[Event], None]]] = {}
+        self._watchers: set[Callable[[str], None]] = set()
         self._ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.focus = FocusKeeper(self.store, focus_grace, self._record)
         """Who may steer each session."""
         self.review = SessionReview(
-            self.store, lambda s: self.session_dir(s) / "workspace", self._hidden_paths, self.log
-        )
+            self.store, lambda s: self.session_dir(s) / "workspace", self._hidden_paths, self.log,
+            on_diffstat=lambda session_id: self._changed(session_id),
+        )  # fmt: skip
         """Diffs, diffstats and queued line comments."""
         self.handoff = SessionHandoff(
             self.review, self.session_dir,
@@ -222,7 +224,7 @@ class SessionManager(LoggingConfigurable):
              "snapshot_commit": ws.snapshot_commit, "network": env.network},
             client=client,
         )  # fmt: skip
-        self._index_journal(session)
+        self.catch_up(session.id)
         if client is not None:
             self.focus.claim_if_free(session, client)
         self._ready[session.id] = asyncio.Event()
@@ -421,6 +423,12 @@ class SessionManager(LoggingConfigurable):
                 reason="not_running",
             )
 
+    def catch_up(self, session_id: str) -> list[Event]:
+        """Index what the session's journal holds that the index lacks, update the session from
+        it and fan it out (for a journal written outside a runtime: a new or imported session);
+        return what was new."""
+        return self._take_in(session_id, None)
+
     async def _on_event(self, session_id: str, event: Event) -> None:
         """Index an event published by a runtime and fan it out (catching up any gap)."""
         self._take_in(session_id, event)
@@ -478,7 +486,7 @@ class SessionManager(LoggingConfigurable):
 
     def _ended_idle(self, session: Session) -> bool:
         """True when the runtime's last word was that it ended itself after the idle TTL."""
-        self._index_journal(session)
+        self.catch_up(session.id)
         last = self.store.events(session.id, newest=True, limit=1)
         return bool(last and last[0].payload.get("ended_idle"))
 
@@ -673,6 +681,7 @@ class SessionManager(LoggingConfigurable):
         """Hide the session from the default list, or show it again."""
         session.archived = archived
         self.store.save_session(session)
+        self._changed(session.id)
         return session
 
     async def delete(self, session: Session) -> None:
@@ -683,6 +692,7 @@ class SessionManager(LoggingConfigurable):
         self.store.delete_session(session.id)
         self._ready.pop(session.id, None)
         self.focus.forget(session.id)
+        self._changed(session.id)
 
     def download(
         self, session: Session, path: str | None = None
@@ -723,6 +733,24 @@ class SessionManager(LoggingConfigurable):
                 deliver(event)
             except Exception:  # one broken viewer must not stop the others or the indexing
                 self.log.exception("catty: a viewer of session %s failed", session_id)
+        self._changed(session_id)  # every state, activity or focus change is an event
+
+    def watch(self, notify: Callable[[str], None]) -> None:
+        """Call NOTIFY with a session's id whenever what a session list shows of it may have
+        changed: an event (state, activity, focus), its diffstat, its archived flag, its
+        creation or deletion."""
+        self._watchers.add(notify)
+
+    def unwatch(self, notify: Callable[[str], None]) -> None:
+        """Stop calling NOTIFY."""
+        self._watchers.discard(notify)
+
+    def _changed(self, session_id: str) -> None:
+        for notify in list(self._watchers):
+            try:
+                notify(session_id)
+            except Exception:
+                self.log.exception("catty: a session list watcher failed")
 
     # -- life of the manager --------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class SessionPorter:
                 journal.append("status", {"focus": None, "previous": holder, "message": (
                     f"{holder} held input focus on the server the session came from; the "
                     "first client to act here takes it")}, client=client)  # fmt: skip
-            m._index_journal(session)
+            m.catch_up(session.id)
         except BaseException:
             if added:
                 m.store.delete_session(session.id)

@@ -32,12 +32,15 @@ class SessionReview:
     def __init__(
         self, store: Store, workspace_of: Callable[[Session], Path],
         hidden: Callable[[], list[Path]], log: logging.Logger, timeout: float = DIFF_TIMEOUT,
+        on_diffstat: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.workspace_of = workspace_of
         self.hidden = hidden
         self.log = log
         self.timeout = timeout
+        self.on_diffstat = on_diffstat
+        """Called with a session's id once its new diffstat is saved."""
         self._slots = asyncio.Semaphore(2)
         self._refreshing: set[str] = set()
         self._again: set[str] = set()
@@ -147,6 +150,8 @@ class SessionReview:
                     return
                 current.runtime["diffstat"] = diffstat(result)
                 self.store.save_session(current)
+                if self.on_diffstat is not None:
+                    self.on_diffstat(session_id)
                 again = session_id in self._again
         finally:
             self._refreshing.discard(session_id)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
-
-from catty_jupyter.server.stream import StreamHandler
+from tornado.websocket import WebSocketHandler
 
 SAMPLE = {"key": "brave-tiger-0001", "label": "brave-tiger-0001", "request_id": "x",
           "action": "stop", "name": "mirror.js", "comment_id": "x"}  # fmt: skip
@@ -21,8 +20,8 @@ def _all_routes() -> list[tuple[str, str]]:
     routes = []
     for pattern, handler, *_ in [*handlers.default_handlers, *spec.handlers, *mirror.handlers,
                                  *upload_handlers.handlers]:  # fmt: skip
-        if issubclass(handler, StreamHandler):
-            continue  # the WebSocket has its own test below
+        if issubclass(handler, WebSocketHandler):
+            continue  # WebSockets have their own test below
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: SAMPLE[m.group(1)], pattern)
         path = path.replace("\\", "")
         for method in ("get", "post", "patch", "delete", "put"):
@@ -65,10 +64,10 @@ async def test_route_answers_with_credentials(jp_fetch: Any) -> None:
     assert resp.code == 200
 
 
-async def test_stream_refuses_without_credentials(jp_ws_fetch: Any) -> None:
+@pytest.mark.parametrize("path", ["sessions/brave-tiger-0001/stream", "updates"])
+async def test_websockets_refuse_without_credentials(jp_ws_fetch: Any, path: str) -> None:
     with pytest.raises(HTTPClientError) as err:
-        await jp_ws_fetch("catty", "v1", "sessions", "brave-tiger-0001", "stream",
-                          headers={"Authorization": ""})  # fmt: skip
+        await jp_ws_fetch("catty", "v1", *path.split("/"), headers={"Authorization": ""})
     # jupyter_server sends unauthenticated page requests to its login page; either way, no upgrade.
     assert err.value.code in (302, 401, 403)
     if err.value.code == 302:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,32 @@ async def test_a_home_folder_of_an_unknown_user_is_a_clear_400(api: Any) -> None
     assert "~nosuchuser-catty/app" in err["message"] and "full path" in err["message"]
     code, listing = await api("GET", "sessions")
     assert code == 200 and listing["sessions"] == []  # nothing half-made
+
+
+async def test_updates_name_each_session_whose_listing_changed(api: Any, jp_ws_fetch: Any) -> None:
+    ws = await jp_ws_fetch("catty", "v1", "updates")
+    messages: list[list[str]] = []
+
+    async def named(session_id: str) -> None:
+        """Read hints until one names SESSION_ID."""
+        while True:
+            changed = json.loads(await asyncio.wait_for(ws.read_message(), 10))["changed"]
+            messages.append(changed)
+            if session_id in changed:
+                return
+
+    code, s = await api("POST", "sessions", {"agent": "shell", "prompt": "echo hi"})
+    assert code == 201
+    await named(s["id"])  # created
+    label = s["label"]
+    for change in (("PATCH", f"sessions/{label}", {"archived": True}),
+                   ("POST", f"sessions/{label}/stop", None)):  # fmt: skip
+        code, _ = await api(*change)
+        assert code == 200
+        await named(s["id"])
+    code, _ = await api("DELETE", f"sessions/{label}", confirm=label)
+    assert code == 204
+    await named(s["id"])
+    ws.close()
+    # Hints name sessions, never more: a list refetches what it shows through the REST API.
+    assert all(isinstance(i, str) and len(i) == 32 for changed in messages for i in changed)

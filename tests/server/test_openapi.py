@@ -32,6 +32,7 @@ CLIENT = "spec-test"
 """The client every request of the flow acts as, so it keeps input focus throughout."""
 
 STREAM = "/catty/v1/sessions/{key}/stream"
+UPDATES = "/catty/v1/updates"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 Call = Callable[..., Awaitable[tuple[int, Any]]]
@@ -412,9 +413,13 @@ values = ["{label}"]
 "path.key" = {{ dictionary = "labels", probability = 0.8 }}
 "path.label" = {{ dictionary = "labels", probability = 0.8 }}
 
-# The stream is a WebSocket, which schemathesis cannot speak.
+# The stream and the updates are WebSockets, which schemathesis cannot speak.
 [[operations]]
 include-path = "{stream}"
+enabled = false
+
+[[operations]]
+include-path = "{updates}"
 enabled = false
 
 # Each created session starts a real runtime: keep them few. (DELETE stays in: its `confirm`
@@ -470,7 +475,9 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(
             time.sleep(0.2)
         config = tmp_path / "schemathesis.toml"
         config.write_text(
-            SCHEMATHESIS_CONFIG.format(token=server.token, label=label, stream=STREAM)
+            SCHEMATHESIS_CONFIG.format(
+                token=server.token, label=label, stream=STREAM, updates=UPDATES
+            )
         )
         st = Path(sys.executable).with_name("schemathesis")
         if not st.exists():

@@ -272,17 +272,11 @@ export class CattyAPI {
   }
 }
 
-/** How the stream is doing. */
+/** How a socket is doing. */
 export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'closed';
 
-/** Options of a transcript stream. */
-export interface IStreamOptions {
-  /** Deliver events after this seq. */
-  after: number;
-  /** This place's client id: the server counts it present while the stream is open. */
-  client: string;
-  /** Each new event, in order, exactly once. */
-  onEvent: (event: IEvent) => void;
+/** How a socket reconnects, and who hears of its state. */
+export interface IReconnectOptions {
   /** The connection's state changed. */
   onState?: (state: StreamState) => void;
   /** The first reconnect delay in ms (doubled each failure, at most `maxDelay`). */
@@ -290,13 +284,22 @@ export interface IStreamOptions {
   maxDelay?: number;
 }
 
+/** Options of a transcript stream. */
+export interface IStreamOptions extends IReconnectOptions {
+  /** Deliver events after this seq. */
+  after: number;
+  /** This place's client id: the server counts it present while the stream is open. */
+  client: string;
+  /** Each new event, in order, exactly once. */
+  onEvent: (event: IEvent) => void;
+}
+
 /**
- * A session's live transcript: replay after a seq, then follow. When the socket drops it
- * reconnects after the newest event it delivered, so nothing is missed and nothing comes twice.
+ * A WebSocket of JSON messages that reconnects, with a growing delay, whenever it drops, until
+ * it is disposed. Subclasses say where to connect and what to do with a message.
  */
-export class TranscriptStream {
+abstract class ReconnectingSocket {
   private _socket: ISocket | null = null;
-  private _last: number;
   private _retries = 0;
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _state: StreamState = 'connecting';
@@ -304,17 +307,8 @@ export class TranscriptStream {
 
   constructor(
     private readonly _transport: ITransport,
-    private readonly _label: string,
-    private readonly _options: IStreamOptions
-  ) {
-    this._last = _options.after;
-    this._connect();
-  }
-
-  /** The newest seq delivered. */
-  get last(): number {
-    return this._last;
-  }
+    private readonly _reconnect: IReconnectOptions
+  ) {}
 
   /** The connection's state. */
   get state(): StreamState {
@@ -340,15 +334,19 @@ export class TranscriptStream {
     this._setState('closed');
   }
 
-  private _connect(): void {
+  /** Where to connect (relative to `catty/v1/`), asked again on every reconnect. */
+  protected abstract path(): string;
+
+  /** One message, parsed. */
+  protected abstract receive(message: any): void;
+
+  /** Connect for the first time (subclasses call this once their own state is set). */
+  protected _connect(): void {
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
     }
-    const path =
-      `sessions/${enc(this._label)}/stream?after=${this._last}` +
-      `&client=${enc(this._options.client)}`;
-    const socket = this._transport.socket(path);
+    const socket = this._transport.socket(this.path());
     this._socket = socket;
     socket.onopen = () => {
       if (this._socket === socket) {
@@ -360,17 +358,13 @@ export class TranscriptStream {
         return;
       }
       this._retries = 0; // only a socket that delivers counts as healthy
-      let event: IEvent;
+      let message: any;
       try {
-        event = JSON.parse(String(msg.data));
+        message = JSON.parse(String(msg.data));
       } catch {
         return;
       }
-      if (typeof event?.seq !== 'number' || event.seq <= this._last) {
-        return; // replayed after a reconnect: already delivered
-      }
-      this._last = event.seq;
-      this._options.onEvent(event);
+      this.receive(message);
     };
     socket.onerror = () => undefined; // onclose follows and reconnects
     socket.onclose = () => {
@@ -378,9 +372,9 @@ export class TranscriptStream {
         return;
       }
       this._socket = null;
-      const first = this._options.delay ?? 500;
+      const first = this._reconnect.delay ?? 500;
       const delay =
-        Math.min(this._options.maxDelay ?? 15000, first * 2 ** this._retries) *
+        Math.min(this._reconnect.maxDelay ?? 15000, first * 2 ** this._retries) *
         (0.75 + Math.random() / 2);
       this._retries = Math.min(this._retries + 1, 10);
       this._setState('reconnecting');
@@ -391,7 +385,77 @@ export class TranscriptStream {
   private _setState(state: StreamState): void {
     if (state !== this._state) {
       this._state = state;
-      this._options.onState?.(state);
+      this._reconnect.onState?.(state);
+    }
+  }
+}
+
+/**
+ * A session's live transcript: replay after a seq, then follow. When the socket drops it
+ * reconnects after the newest event it delivered, so nothing is missed and nothing comes twice.
+ */
+export class TranscriptStream extends ReconnectingSocket {
+  private _last: number;
+
+  constructor(
+    transport: ITransport,
+    private readonly _label: string,
+    private readonly _options: IStreamOptions
+  ) {
+    super(transport, _options);
+    this._last = _options.after;
+    this._connect();
+  }
+
+  /** The newest seq delivered. */
+  get last(): number {
+    return this._last;
+  }
+
+  protected path(): string {
+    return (
+      `sessions/${enc(this._label)}/stream?after=${this._last}` +
+      `&client=${enc(this._options.client)}`
+    );
+  }
+
+  protected receive(event: IEvent): void {
+    if (typeof event?.seq !== 'number' || event.seq <= this._last) {
+      return; // replayed after a reconnect: already delivered
+    }
+    this._last = event.seq;
+    this._options.onEvent(event);
+  }
+}
+
+/** Options of the session-change hints. */
+export interface IHintsOptions extends IReconnectOptions {
+  /** Ids of sessions whose listing may have changed. */
+  onChanged: (ids: string[]) => void;
+}
+
+/**
+ * Which sessions changed, as they change (`catty/v1/updates`): hints to fetch the list again,
+ * so a list need not poll while this is live. Nothing is replayed after a reconnect: a list
+ * should fetch itself again once the state is back to `live`.
+ */
+export class SessionHints extends ReconnectingSocket {
+  constructor(
+    transport: ITransport,
+    private readonly _options: IHintsOptions
+  ) {
+    super(transport, _options);
+    this._connect();
+  }
+
+  protected path(): string {
+    return 'updates';
+  }
+
+  protected receive(message: { changed?: unknown }): void {
+    const ids = Array.isArray(message?.changed) ? message.changed : [];
+    if (ids.length) {
+      this._options.onChanged(ids.map(String));
     }
   }
 }

@@ -93,7 +93,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new CattyAPI(new ServerTransport());
     const client = clientId();
     let settings: ISettings = { ...DEFAULTS };
-    const sessions = new SessionsModel(api, { pollInterval: settings.pollInterval });
+    const sessions = new SessionsModel(api, {
+      pollInterval: settings.pollInterval,
+      liveUpdates: true
+    });
     const { commands, shell } = app;
 
     const panel = new SessionsPanel(

@@ -7,7 +7,7 @@
 
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CattyAPI, StreamState, TranscriptStream } from './api';
+import { CattyAPI, SessionHints, StreamState, TranscriptStream } from './api';
 import type {
   IEvent,
   IFocus,
@@ -49,8 +49,16 @@ const STATUS_ORDER: Record<Status, number> = {
 
 /** Options of the session list. */
 export interface ISessionsModelOptions {
-  /** Milliseconds between refreshes while started (0: only on demand). */
+  /** Milliseconds between refreshes while started and no live updates arrive (0: only on
+   * demand). */
   pollInterval?: number;
+  /** Follow the server's session-change hints (`catty/v1/updates`) and refresh when they
+   * name a change; while they are live, poll only every `livePollInterval` ms. */
+  liveUpdates?: boolean;
+  /** Milliseconds between refreshes while live updates arrive: a safety net. */
+  livePollInterval?: number;
+  /** Milliseconds hints are gathered before one refresh. */
+  hintDelay?: number;
 }
 
 /** Every session of the server, filtered and sorted for the side panel. */
@@ -60,6 +68,9 @@ export class SessionsModel {
     options: ISessionsModelOptions = {}
   ) {
     this._interval = options.pollInterval ?? 3000;
+    this._liveUpdates = options.liveUpdates ?? false;
+    this._livePollInterval = options.livePollInterval ?? 60000;
+    this._hintDelay = options.hintDelay ?? 100;
   }
 
   /** The list, its filter or its order changed. */
@@ -163,34 +174,71 @@ export class SessionsModel {
     this._changed.emit();
   }
 
-  /** Refresh now and then every `pollInterval` ms, until disposed. */
+  /** Refresh now, then whenever the server says a session changed (with `liveUpdates`) and
+   * every `pollInterval` ms while it cannot, until disposed. */
   start(): void {
+    this._started = true;
     void this.refresh();
-    if (this._interval > 0 && this._timer === null) {
-      this._timer = setInterval(() => void this.refresh(), this._interval);
+    if (this._liveUpdates && this._hints === null) {
+      this._hints = new SessionHints(this.api.transport, {
+        onChanged: () => this._refreshSoon(),
+        onState: state => {
+          if (state === 'live') {
+            void this.refresh(); // whatever changed while no hints came
+          }
+          this._schedule();
+        }
+      });
     }
+    this._schedule();
   }
 
-  /** Milliseconds between refreshes while started (0: only on demand). */
+  /** Whether the server's change hints are arriving (the list then polls rarely). */
+  get live(): boolean {
+    return this._hints?.state === 'live';
+  }
+
+  /** Milliseconds between refreshes while no live updates arrive (0: only on demand). */
   get interval(): number {
     return this._interval;
   }
   set interval(value: number) {
     this._interval = Math.max(0, value);
-    if (this._timer !== null) {
-      clearInterval(this._timer);
-      this._timer = null;
-      this.start();
-    }
+    this._schedule();
   }
 
   /** Stop refreshing. */
   dispose(): void {
+    this._started = false;
+    this._hints?.dispose();
+    this._hints = null;
+    if (this._hintTimer !== null) {
+      clearTimeout(this._hintTimer);
+      this._hintTimer = null;
+    }
+    this._schedule();
+    Signal.clearData(this);
+  }
+
+  /** (Re)arm the poll for the current mode. */
+  private _schedule(): void {
     if (this._timer !== null) {
       clearInterval(this._timer);
       this._timer = null;
     }
-    Signal.clearData(this);
+    const every = this.live ? Math.max(this._interval, this._livePollInterval) : this._interval;
+    if (this._started && every > 0) {
+      this._timer = setInterval(() => void this.refresh(), every);
+    }
+  }
+
+  private _refreshSoon(): void {
+    if (this._hintTimer === null) {
+      this._hintTimer = setTimeout(() => {
+        this._hintTimer = null;
+        void this.refresh();
+      }, this._hintDelay);
+    }
   }
 
   private _update(sessions: ISession[]): void {
@@ -232,6 +280,12 @@ export class SessionsModel {
   private _loaded = false;
   private _ticket = 0;
   private _interval: number;
+  private _liveUpdates: boolean;
+  private _livePollInterval: number;
+  private _hintDelay: number;
+  private _started = false;
+  private _hints: SessionHints | null = null;
+  private _hintTimer: ReturnType<typeof setTimeout> | null = null;
   private _timer: ReturnType<typeof setInterval> | null = null;
   private _changed = new Signal<this, void>(this);
   private _attention = new Signal<this, IAttention>(this);

@@ -289,3 +289,25 @@ async def test_environment_editor_from_the_palette_shows_errors_beside_fields(
     assert env["network"] == "custom"
     assert env["allowed_domains"] == ["pypi.org", "files.pythonhosted.org"]
     assert env["secrets"] == ["API_TOKEN"] and "s3cret-value" not in json.dumps(env)
+
+
+async def test_the_list_follows_the_server_at_once_without_polling(lab: LiveServer) -> None:
+    # Poll once a minute: anything the list shows within seconds came from the server's hints.
+    settings = lab.lab_dir / "user-settings" / "catty-jupyter"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"pollInterval": 60000}))
+    async with chromium() as browser:
+        tab = await LabPage.open(browser, lab)
+        page = tab.page
+        await tab.show_panel()
+        await page.wait_for_timeout(1000)  # the panel's first look is over
+        made = lab.request("POST", "sessions", {"agent": "shell", "prompt": "echo listed"})
+        row = page.locator(f".catty-Row[data-label='{made['label']}']")
+        await row.wait_for(timeout=10_000)
+        await row.locator(".catty-Status[data-status='idle']").wait_for(timeout=30_000)
+        lab.request("POST", f"sessions/{made['label']}/stop")
+        await row.locator(".catty-Status[data-status='stopped']").wait_for(timeout=5_000)
+        lab.request("DELETE", f"sessions/{made['label']}?confirm={made['label']}")
+        await row.wait_for(state="detached", timeout=5_000)
+        await screenshot(page, "lab-list-follows.png")
+        assert tab.errors == []

@@ -32,6 +32,10 @@ export class FakeServer {
   streams: IStreamConnection[] = [];
   /** Called for each new stream connection. */
   onStream: (conn: IStreamConnection) => void = () => undefined;
+  /** Open `updates` sockets (session-change hints). */
+  hintSockets: WebSocket[] = [];
+  /** Whether `updates` connections are taken (false: refused, as a server without them). */
+  acceptHints = true;
 
   private _http = http.createServer((req, res) => this._handle(req, res));
   private _ws = new WebSocketServer({ noServer: true });
@@ -40,6 +44,14 @@ export class FakeServer {
   async start(): Promise<void> {
     this._http.on('upgrade', (req, socket, head) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      if (url.pathname === '/catty/v1/updates') {
+        if (!this.acceptHints) {
+          socket.destroy();
+          return;
+        }
+        this._ws.handleUpgrade(req, socket, head, ws => this.hintSockets.push(ws));
+        return;
+      }
       const m = /^\/catty\/v1\/sessions\/([^/]+)\/stream$/.exec(url.pathname);
       if (!m) {
         socket.destroy();
@@ -79,10 +91,28 @@ export class FakeServer {
     return new CattyAPI(this.transport());
   }
 
+  /** Tell every `updates` socket that these sessions changed. */
+  hint(ids: string[]): void {
+    for (const ws of this.hintSockets) {
+      ws.send(JSON.stringify({ changed: ids }));
+    }
+  }
+
+  /** Drop every `updates` socket, and refuse new ones. */
+  dropHints(): void {
+    this.acceptHints = false;
+    for (const ws of this.hintSockets.splice(0)) {
+      ws.terminate();
+    }
+  }
+
   /** Close every socket and stop listening. */
   async stop(): Promise<void> {
     for (const s of this.streams) {
       s.socket.terminate();
+    }
+    for (const ws of this.hintSockets) {
+      ws.terminate();
     }
     this._ws.close();
     await new Promise<void>(resolve => this._http.close(() => resolve()));

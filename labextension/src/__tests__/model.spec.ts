@@ -72,6 +72,41 @@ describe('SessionsModel', () => {
     expect(model.visible).toEqual([]);
   });
 
+  test('with live updates it refreshes on a hint, hardly polls, and polls again without them', async () => {
+    let listed = [session('alpha')];
+    server.routes.set('GET sessions', () => ({ body: { sessions: listed } }));
+    const lists = () => server.requests.filter(r => r === 'GET sessions').length;
+    const model = new SessionsModel(server.api(), {
+      pollInterval: 100,
+      liveUpdates: true,
+      livePollInterval: 60000,
+      hintDelay: 100
+    });
+    model.start();
+    await until(() => model.live && server.hintSockets.length === 1);
+    await until(() => model.find('alpha') !== undefined);
+    await new Promise(resolve => setTimeout(resolve, 100)); // the refresh on going live
+    const settled = lists();
+    await new Promise(resolve => setTimeout(resolve, 500));
+    expect(lists()).toBe(settled); // live: no poll every 100 ms
+
+    listed = [...listed, session('beta')];
+    server.hint(['id-beta', 'id-alpha']);
+    server.hint(['id-beta']);
+    await until(() => model.find('beta') !== undefined, 1000);
+    await new Promise(resolve => setTimeout(resolve, 250));
+    expect(lists()).toBe(settled + 1); // two hints close together: one look
+
+    server.dropHints(); // a server without live updates, or one that went away
+    listed = [...listed, session('gamma')];
+    await until(() => model.find('gamma') !== undefined, 2000); // found by polling
+    expect(model.live).toBe(false);
+    const polling = lists();
+    await new Promise(resolve => setTimeout(resolve, 450));
+    expect(lists()).toBeGreaterThanOrEqual(polling + 2);
+    model.dispose();
+  });
+
   test('archived sessions are asked for only on request', async () => {
     server.routes.set('GET sessions', () => ({ body: { sessions: [session('a')] } }));
     server.routes.set('GET sessions?all=1', () => ({

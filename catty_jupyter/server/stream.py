@@ -111,8 +111,8 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         """Write what the index holds after the last event written, a page at a time, until
         it holds nothing more; then this viewer is live again."""
         assert self._session_id is not None
-        session = self.manager.get(self._session_id)
         try:
+            session = self.manager.get(self._session_id)  # deleted meanwhile: NotFound
             while True:
                 if self._newest_write is not None:
                     await self._newest_write  # the socket has sent all that was written
@@ -123,6 +123,11 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
                     self._write(event)
         except (websocket.WebSocketClosedError, asyncio.CancelledError):
             return  # closed: stay out of live delivery until on_close unsubscribes
+        except Exception:
+            # Say so and close: the client reconnects from its last event and loses nothing.
+            self.log.exception("catty: the stream of session %s failed", self._session_id)
+            self.close(1011, "the server could not read the transcript")
+            return
         # Level with the index, with no wait since reading it: from here the manager's next
         # event is exactly the next one.
         self._catching_up = None

@@ -352,17 +352,31 @@ class CattyClient:
         PRESENT marks this client as connected while it follows, so input focus it holds does
         not lapse.
         """
+        client = self.client_id if present else None
+        async for event in self._socket(
+            f"sessions/{label}/stream", f"cannot follow {label}", after=after, client=client
+        ):
+            yield event
+
+    async def changes(self) -> AsyncIterator[list[str]]:
+        """The ids of sessions whose listing may have changed, as the server names them (see
+        `catty/v1/updates`); first an empty list once connected, when a list should look again
+        for what changed before."""
+        yield []
+        async for message in self._socket("updates", "cannot follow the session list"):
+            yield [str(i) for i in message.get("changed") or []]
+
+    async def _socket(self, path: str, what: str, **params: Any) -> AsyncIterator[Any]:
+        """Each JSON message of the WebSocket at PATH, until the server closes it."""
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
-        client = self.client_id if present else None
-        url = self.url(f"sessions/{label}/stream", after=after, client=client)
-        url = url.replace("http", "ws", 1)
+        url = self.url(path, **params).replace("http", "ws", 1)
         headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
         try:
             conn = await websocket_connect(HTTPRequest(url, headers=headers))
         except Exception as exc:
-            raise ClientError(f"cannot follow {label}: {exc}") from None
+            raise ClientError(f"{what}: {exc}") from None
         try:
             while (raw := await conn.read_message()) is not None:
                 yield json.loads(raw)

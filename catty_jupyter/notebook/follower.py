@@ -1,6 +1,7 @@
-"""Follow a session's transcript from a background thread of a notebook kernel.
+"""Follow the server from a background thread of a notebook kernel: a session's transcript,
+and which sessions changed.
 
-A widget must keep updating while the kernel is idle, and while it runs other cells, so the
+A widget must keep updating while the kernel is idle, and while it runs other cells, so each
 WebSocket is read on a thread of its own with its own event loop. Events are handed on in
 batches (a catch-up of thousands of events becomes a few widget updates, not thousands), and a
 dropped connection is reopened from the last `seq` seen, so nothing is missed or repeated.
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from ..client import CattyClient, ClientError
 
@@ -28,8 +29,56 @@ MAX_BACKOFF = 5.0
 
 Events = list[dict[str, Any]]
 
+LIST_POLL_SECONDS = 60.0
+"""How often a session list looks again while the server's change hints arrive (a safety net)."""
 
-class SessionFollower:
+LIST_FALLBACK_SECONDS = 3.0
+"""How often a session list looks again while no hints can be had (an older or restarting
+server)."""
+
+
+class _BackgroundLoop:
+    """A thread with an event loop of its own, running `_main` until it returns or `stop()`."""
+
+    def __init__(self, name: str) -> None:
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Self:
+        """Start the thread."""
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop (returns at once; the thread ends soon after)."""
+        self._stopping.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+
+    async def _main(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._task = loop.create_task(self._main())
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._task)
+        finally:
+            loop.close()
+
+
+class SessionFollower(_BackgroundLoop):
     """Reads SESSION's events after AFTER and calls ON_EVENTS with each batch, on its own thread.
 
     ON_EVENTS runs on the follower's thread; ON_GONE (if given) runs once when the session no
@@ -40,45 +89,14 @@ class SessionFollower:
         self, client: CattyClient, label: str, after: int, on_events: Callable[[Events], None],
         on_gone: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
+        super().__init__(f"catty-follow-{label}")
         self.client = client
         self.label = label
         self.last_seq = after
         self._on_events = on_events
         self._on_gone = on_gone
-        self._stopping = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"catty-follow-{label}", daemon=True)
 
-    def start(self) -> SessionFollower:
-        """Start following."""
-        self._thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        """True while the thread follows the session."""
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop following (returns at once; the thread ends soon after)."""
-        self._stopping.set()
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            self._task = loop.create_task(self._follow())
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(self._task)
-        finally:
-            loop.close()
-
-    async def _follow(self) -> None:
+    async def _main(self) -> None:
         backoff = 0.2
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -146,3 +164,55 @@ class SessionFollower:
                 # A widget that fails to draw an event must not stop the follower; the kernel's
                 # log (the server's terminal) says what went wrong.
                 log.exception("catty: drawing events of %s failed", self.label)
+
+
+class ChangeWatcher(_BackgroundLoop):
+    """Calls ON_CHANGE on its own thread whenever the server says sessions changed (and once
+    on connecting), every LIST_POLL_SECONDS meanwhile, and every LIST_FALLBACK_SECONDS while
+    the server's hints cannot be had. `stop()` ends the thread."""
+
+    def __init__(self, client: CattyClient, on_change: Callable[[], None]) -> None:
+        super().__init__("catty-session-list")
+        self.client = client
+        self._on_change = on_change
+
+    async def _main(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._read_hints()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass  # no hints (an older server, a restart): look now, then try again
+            if self._stopping.is_set():
+                return
+            self._notify()
+            await asyncio.sleep(LIST_FALLBACK_SECONDS)
+
+    async def _read_hints(self) -> None:
+        hints = self.client.changes()
+        pending: asyncio.Future[list[str]] | None = None
+        try:
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(hints))
+                done, _ = await asyncio.wait({pending}, timeout=LIST_POLL_SECONDS)
+                if done:
+                    try:
+                        pending.result()
+                    except StopAsyncIteration:
+                        return  # the server closed the socket
+                    finally:
+                        pending = None
+                self._notify()  # a hint, the connection itself, or the safety poll
+        finally:
+            if pending is not None:
+                pending.cancel()
+            with contextlib.suppress(Exception):
+                await hints.aclose()  # type: ignore[attr-defined]
+
+    def _notify(self) -> None:
+        try:
+            self._on_change()
+        except Exception:
+            log.debug("catty: the session list could not refresh", exc_info=True)

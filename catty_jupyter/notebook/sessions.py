@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,9 +13,7 @@ from traitlets import Bool, Int
 from ..client import CattyClient
 from . import render
 from .actions import in_background
-
-REFRESH_SECONDS = 3.0
-"""How often the list asks the server for changes while it is open."""
+from .follower import ChangeWatcher
 
 _CELL = widgets.Layout(padding="0 8px 0 0")
 
@@ -38,7 +36,7 @@ def diffstat_text(session: dict[str, Any]) -> str:
 
 
 class SessionList(widgets.VBox):
-    """The sessions of the server, refreshed every few seconds while shown.
+    """The sessions of the server, refreshed as they change while shown.
 
     Each row has the label, state, environment, age and diffstat, and *Show* (its live
     transcript opens below the list), *Stop*, *Resume* and *Archive*.
@@ -54,7 +52,7 @@ class SessionList(widgets.VBox):
         self.client = client
         self.include_archived = include_archived
         self._shown_rows: list[tuple[Any, ...]] = []
-        self._stopping = threading.Event()
+        self._watcher: ChangeWatcher | None = None
         self.table = widgets.GridBox(layout=widgets.Layout(
             grid_template_columns="repeat(5, max-content) auto", grid_gap="2px 10px"))  # fmt: skip
         self.archived_box = widgets.Checkbox(value=include_archived, indent=False,
@@ -134,22 +132,20 @@ class SessionList(widgets.VBox):
         in_background(self.refresh, self.notice)
 
     def watch(self) -> SessionList:
-        """Refresh now, then every REFRESH_SECONDS on a background thread until closed."""
+        """Refresh now, then whenever the server says sessions changed (on a background thread)
+        until closed; every few seconds instead while it cannot say."""
         self.refresh()
-
-        def loop() -> None:
-            while not self._stopping.wait(REFRESH_SECONDS):
-                try:
-                    self.refresh()
-                except Exception:
-                    continue  # the server may be restarting; try again on the next tick
-
-        threading.Thread(target=loop, name="catty-session-list", daemon=True).start()
+        self._watcher = ChangeWatcher(self.client, self._refresh_quietly).start()
         return self
+
+    def _refresh_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # the server may be restarting: the next look
+            self.refresh()
 
     def close(self) -> None:
         """Stop refreshing, then close the widget."""
-        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.stop()
         for child in self.detail.children:
             child.close()
         super().close()

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from catty_jupyter.client import CattyClient, ServerInfo
+from catty_jupyter.notebook import follower
 from catty_jupyter.notebook.follower import SessionFollower
+from catty_jupyter.notebook.sessions import SessionList
 from catty_jupyter.notebook.transcript import TranscriptView
 from tests.servers import LiveServer
 
@@ -137,6 +139,33 @@ def test_an_expired_session_says_so_and_takes_no_message(tmp_path: Path) -> None
         _until(lambda: client.get(label)["state"] == "running", "the resumed runtime", 60)
     finally:
         server.stop()
+
+
+def test_the_session_list_follows_the_server_without_polling(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new session, its end and its deletion show in the list within seconds, although the
+    list would look again on its own only after a minute."""
+    monkeypatch.setattr(follower, "LIST_FALLBACK_SECONDS", 60.0)  # LIST_POLL_SECONDS is 60
+    client = _client(server)
+    listing = SessionList(client).watch()
+
+    def shown() -> str:
+        return str(listing._repr_mimebundle_()["text/plain"])
+
+    try:
+        before = listing.count
+        label = str(client.new("echo listed", agent="shell")["label"])
+        _until(lambda: listing.count == before + 1, "the new session in the list", 10)
+        client.stop(label)
+        _until(lambda: f"{label}  stopped" in shown(), "the stop in the list", 10)
+        client.delete(label)
+        _until(lambda: listing.count == before and label not in shown(), "the deletion", 10)
+    finally:
+        listing.close()
+    watcher = listing._watcher
+    assert watcher is not None
+    _until(lambda: not watcher.alive, "the list's thread to end", 10)
 
 
 def test_diff_widget_comments_reach_the_agent(server: LiveServer, tmp_path: Path) -> None:

@@ -74,10 +74,13 @@ class SessionManager(LoggingConfigurable):
         self.hidden_paths = hidden_paths
         self.store = Store(data_dir / "catty.db")
         self.environments.bind(self.store)
-        # Also look where pip put this package's own kernelspecs, whatever JUPYTER_PATH says.
+        # The runtime kernelspecs sit in a directory of their own (RUNTIME_KERNELS), so that
+        # JupyterLab's launcher does not offer them; look there, also where pip put them
+        # whatever JUPYTER_PATH says, and among ordinary kernelspecs (an administrator's own).
         kernel_dirs = [
             *jupyter_path("kernels"),
-            str(Path(sys.prefix, "share", "jupyter", "kernels")),
+            *jupyter_path(*RUNTIME_KERNELS),
+            str(Path(sys.prefix, "share", "jupyter", *RUNTIME_KERNELS)),
         ]
         self.spec_manager = KernelSpecManager(parent=self, kernel_dirs=kernel_dirs)
         self.runtimes: dict[str, RuntimeHandle] = {}
@@ -992,6 +995,8 @@ def _over_memory(limit: int, used: int) -> str:
     )
 
 
+RUNTIME_KERNELS = ("catty", "runtime-kernels")
+"""Where, under a Jupyter data directory, the runtime kernelspecs are installed."""
 DISK_CHECK_SECONDS = 10.0
 SNAPSHOT_PRUNE_SECONDS = 3600.0
 """How often housekeeping removes environment snapshots nobody needs (and once at start)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from catty_jupyter.agents import available_agents
 from tests.conftest import git
+from tests.servers import LiveServer
 
 
 def _repo_in(folder: Path) -> Path:
@@ -116,3 +119,24 @@ async def test_updates_name_each_session_whose_listing_changed(api: Any, jp_ws_f
     ws.close()
     # Hints name sessions, never more: a list refetches what it shows through the REST API.
     assert all(isinstance(i, str) and len(i) == 32 for changed in messages for i in changed)
+
+
+def test_the_launcher_offers_the_catty_kernel_but_not_the_runtimes(tmp_path: Path) -> None:
+    # A real server in the real environment (the jp_ fixtures isolate kernelspecs).
+    server = LiveServer(data_dir=tmp_path / "data", root_dir=tmp_path / "root").start()
+    try:
+        req = urllib.request.Request(f"{server.url}api/kernelspecs",
+                                     headers={"Authorization": f"token {server.token}"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            offered = set(json.loads(resp.read())["kernelspecs"])
+        assert "catty" in offered  # the user-facing kernel: each cell is a message to a session
+        assert not {"catty-runtime", "catty-runtime-unsandboxed"} & offered, offered
+        # The session manager still finds its runtime.
+        made = server.request("POST", "sessions", {"agent": "shell", "prompt": "echo found"})
+        deadline = time.monotonic() + 60
+        while server.request("GET", f"sessions/{made['label']}")["state"] == "starting":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert server.request("GET", f"sessions/{made['label']}")["state"] == "running"
+    finally:
+        server.stop()

@@ -1,4 +1,5 @@
-"""The live transcript over WebSocket: replay from `after`, then follow, with no gap or duplicate."""
+"""The live transcript over WebSocket: replay from `after`, then follow, with no gap or duplicate;
+and the base of the extension's listen-only WebSockets."""
 
 from __future__ import annotations
 
@@ -23,7 +24,49 @@ MAX_UNSENT = 1000
 instead: a slow viewer holds at most this many in memory, whatever the session's pace."""
 
 
-class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore[misc]
+class ListeningSocket(JupyterHandler, websocket.WebSocketHandler):  # type: ignore[misc]
+    """A WebSocket that clients only listen on, open to whoever may read sessions."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def manager(self) -> SessionManager:
+        """The session manager."""
+        return self.settings["catty_manager"]  # type: ignore[no-any-return]
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Authorize, check the request (`prepare_socket`), then upgrade to a WebSocket."""
+        await self.manager.start()
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403)
+        await self.prepare_socket(*args, **kwargs)
+        result = super().get(*args, **kwargs)
+        if result is not None:
+            await result
+
+    async def prepare_socket(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse a bad request (an HTTPError) before the upgrade; by default nothing to check."""
+
+    def on_message(self, message: str | bytes) -> None:
+        """Clients only listen; input goes through the REST API."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        """Compress: what goes out is JSON text."""
+        return {}
+
+
+def retrieve_error(written: asyncio.Future[None]) -> None:
+    """Take a write's error, if any, so none is reported as never retrieved: a closed socket is
+    the only one, and whoever awaits the newest write (or `on_close`) deals with it."""
+    if not written.cancelled():
+        written.exception()
+
+
+class StreamHandler(ListeningSocket):
     """Each message sent is one transcript event as JSON.
 
     A viewer is either *live* (the manager hands it each event as it is indexed and it writes it
@@ -32,8 +75,6 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
     up (the replay from `after`), goes live once the index has nothing more, and catches up again
     whenever its socket falls MAX_UNSENT events behind. Events go out in order, each once.
     """
-
-    auth_resource = AUTH_RESOURCE
 
     def initialize(self) -> None:  # type: ignore[override]
         """Per-connection state."""
@@ -47,19 +88,8 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         self._catching_up: asyncio.Task[None] | None = None
         self._subscribed = False
 
-    @property
-    def manager(self) -> SessionManager:
-        """The session manager."""
-        return self.settings["catty_manager"]  # type: ignore[no-any-return]
-
-    async def pre_get(self, key: str) -> None:
-        """Authorize, and resolve the session before upgrading."""
-        user = self.current_user
-        allowed = await ensure_async(
-            self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)
-        )
-        if not allowed:
-            raise web.HTTPError(403)
+    async def prepare_socket(self, key: str) -> None:  # type: ignore[override]
+        """Resolve the session and read `after` and `client` before upgrading."""
         try:
             session = self.manager.get(key)
         except CattyError as exc:
@@ -73,15 +103,6 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
         # keeps focus without a grace period running out.
         client = self.get_argument("client", "")[:100]
         self._client = client or None
-
-    @ws_authenticated
-    async def get(self, key: str) -> None:  # type: ignore[override]
-        """Upgrade to a WebSocket."""
-        await self.manager.start()
-        await self.pre_get(key)
-        result = super().get(key)
-        if result is not None:
-            await result
 
     def open(self, key: str) -> None:  # type: ignore[override]
         """Subscribe, then replay from `after` by catching up: an event indexed meanwhile is
@@ -141,11 +162,7 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
 
     def _sent(self, written: asyncio.Future[None]) -> None:
         self._unsent -= 1
-        if not written.cancelled():
-            written.exception()  # retrieved: a closed socket is handled where it is awaited
-
-    def on_message(self, message: str | bytes) -> None:
-        """Clients only listen on this socket; input goes through the REST API."""
+        retrieve_error(written)
 
     def on_close(self) -> None:
         """Unsubscribe."""
@@ -156,7 +173,3 @@ class StreamHandler(JupyterHandler, websocket.WebSocketHandler):  # type: ignore
             self.manager.unsubscribe(self._session_id, self._deliver)
             if self._client is not None:
                 self.manager.focus.closed(self._session_id, self._client)
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        """Compress: transcripts are text."""
-        return {}

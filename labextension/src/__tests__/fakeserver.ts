@@ -155,3 +155,17 @@ export async function until(check: () => boolean, ms = 5000): Promise<void> {
     await new Promise(resolve => setTimeout(resolve, 10));
   }
 }
+
+/** Start a fresh FakeServer before each test of the calling file (handed to TAKE), and stop
+ * it after. */
+export function useFakeServer(take: (server: FakeServer) => void): void {
+  let current: FakeServer;
+  beforeEach(async () => {
+    current = new FakeServer();
+    await current.start();
+    take(current);
+  });
+  afterEach(async () => {
+    await current.stop();
+  });
+}

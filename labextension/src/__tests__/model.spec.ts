@@ -6,18 +6,10 @@
 import { CattyRequestError } from '../api';
 import { IAttention, SessionModel, SessionsModel, statusOf } from '../model';
 import type { ISession } from '../types';
-import { FakeServer, events, until } from './fakeserver';
+import { FakeServer, events, until, useFakeServer } from './fakeserver';
 
 let server: FakeServer;
-
-beforeEach(async () => {
-  server = new FakeServer();
-  await server.start();
-});
-
-afterEach(async () => {
-  await server.stop();
-});
+useFakeServer(started => (server = started));
 
 function session(label: string, more: Partial<ISession> = {}): ISession {
   return {

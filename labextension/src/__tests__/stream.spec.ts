@@ -5,18 +5,10 @@
 
 import { StreamState, TranscriptStream } from '../api';
 import type { IEvent } from '../types';
-import { FakeServer, events, until } from './fakeserver';
+import { FakeServer, events, until, useFakeServer } from './fakeserver';
 
 let server: FakeServer;
-
-beforeEach(async () => {
-  server = new FakeServer();
-  await server.start();
-});
-
-afterEach(async () => {
-  await server.stop();
-});
+useFakeServer(started => (server = started));
 
 test('reconnects with after=<last seq> and never delivers an event twice', async () => {
   const seen: IEvent[] = [];
